@@ -1,0 +1,27 @@
+#!/bin/sh
+# Installs what the test suite needs and the machine may lack: the Debian
+# packages of the XMPP servers the integration tests start on 127.0.0.1.
+# Idempotent: does nothing when everything is present.
+set -eu
+
+need=""
+command -v prosody >/dev/null 2>&1 || need="$need prosody"
+command -v prosodyctl >/dev/null 2>&1 || need="$need prosody"
+lua5.4 -e 'require "lunbound"' >/dev/null 2>&1 || need="$need lua-unbound"
+command -v ejabberdctl >/dev/null 2>&1 || need="$need ejabberd"
+command -v erl >/dev/null 2>&1 || need="$need ejabberd"
+command -v openssl >/dev/null 2>&1 || need="$need openssl"
+
+if [ -z "$need" ]; then
+	exit 0
+fi
+
+echo "install-deps: installing$need" >&2
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+	SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $need lua-unbound >/dev/null

@@ -1,0 +1,61 @@
+package harness
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+
+	"mellium.im/sasl"
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/jid"
+)
+
+// JID returns the bare JID local@Domain().
+func (s *Server) JID(local string) (jid.JID, error) {
+	j, err := jid.New(local, s.domain, "")
+	if err != nil {
+		return jid.JID{}, fmt.Errorf("harness: %w", err)
+	}
+	return j, nil
+}
+
+// Connect logs local@Domain() in the way a real client does: a TCP
+// connection to 127.0.0.1:C2SPort(), STARTTLS (required) with the server's
+// certificate verified against the test CA, SASL with SCRAM-SHA-256,
+// SCRAM-SHA-1 or PLAIN, and resource binding. The server assigns the resource:
+// the bound full JID is the session's LocalAddr().
+//
+// No -PLUS (channel-binding) mechanism is offered: ejabberd rejects mellium's
+// channel binding under TLS 1.3 ("Invalid channel binding").
+//
+// The caller must run go session.Serve(handler): until Serve runs, no IQ
+// response reaches SendIQ and incoming stanzas are not read. To end the
+// session, call Close, wait for Serve to return, then close session.Conn()
+// (mellium does not close the connection it was given); [ConnectT] does all of
+// this.
+func (s *Server) Connect(ctx context.Context, local, password string) (*xmpp.Session, error) {
+	addr, err := s.JID(local)
+	if err != nil {
+		return nil, err
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", s.Addr())
+	if err != nil {
+		return nil, fmt.Errorf("harness: connecting %s to %s: %w", addr, s.kind, err)
+	}
+	session, err := xmpp.NewClientSession(ctx, addr, conn,
+		xmpp.StartTLS(&tls.Config{
+			ServerName: s.domain,
+			RootCAs:    s.RootCAs(),
+			MinVersion: tls.VersionTLS12,
+		}),
+		xmpp.SASL("", password, sasl.ScramSha256, sasl.ScramSha1, sasl.Plain),
+		xmpp.BindResource(),
+	)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("harness: logging %s in to %s: %w", addr, s.kind, err)
+	}
+	return session, nil
+}

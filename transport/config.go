@@ -1,0 +1,83 @@
+package transport
+
+import (
+	"log/slog"
+	"time"
+
+	xstanza "github.com/xmppxtls/xtls/stanza"
+)
+
+// Config tunes an Endpoint. The zero value is usable: every zero field takes
+// its default.
+type Config struct {
+	// BlockSize is the largest decoded payload this side accepts in one data
+	// element (4096 to 65535; default 65535).
+	BlockSize int
+	// Window is how many payload bytes this side buffers unread per tunnel:
+	// the credit it grants (BlockSize to 16 MiB; default 1 MiB).
+	Window int
+	// ChunkSize is the largest payload this side puts in one data element
+	// (bounded by the peer's block-size; default 6144). Stanzas whose
+	// serialized size exceeds about 8 KiB cost ~40 ms each on an untuned
+	// Prosody 0.12 (its Nagle setting meets delayed ACKs); 6144 bytes of
+	// payload stay below that.
+	ChunkSize int
+	// MaxTunnels bounds the tunnels of one Endpoint; a start beyond it is
+	// answered resource-constraint (wait). Default 4096.
+	MaxTunnels int
+	// AckTimeout is the acknowledgement timeout before any round trip has
+	// been measured (default 2 s); afterwards it follows the measured round
+	// trips (RFC 6298), never below MinAckTimeout.
+	AckTimeout time.Duration
+	// MinAckTimeout bounds the adaptive acknowledgement timeout from below
+	// (default 1 s).
+	MinAckTimeout time.Duration
+	// MaxTries is how often an IQ is sent before the tunnel fails (default 8).
+	MaxTries int
+	// CloseTimeout bounds how long Close waits for queued data to be
+	// acknowledged and the close to be answered (default 15 s).
+	CloseTimeout time.Duration
+	// Linger is how long a tunnel closed by Close is remembered so that the
+	// peer's own close is still answered (default 2 min).
+	Linger time.Duration
+	// Logger receives protocol events: rejected IQs, violations, retries.
+	// Default: discard.
+	Logger *slog.Logger
+}
+
+func (c *Config) withDefaults() Config {
+	var d Config
+	if c != nil {
+		d = *c
+	}
+	def := func(v *int, x int) {
+		if *v == 0 {
+			*v = x
+		}
+	}
+	defd := func(v *time.Duration, x time.Duration) {
+		if *v == 0 {
+			*v = x
+		}
+	}
+	def(&d.BlockSize, xstanza.MaxBlockSize)
+	def(&d.Window, 1<<20)
+	def(&d.ChunkSize, 6144)
+	def(&d.MaxTunnels, 4096)
+	def(&d.MaxTries, 8)
+	defd(&d.AckTimeout, 2*time.Second)
+	defd(&d.MinAckTimeout, time.Second)
+	defd(&d.CloseTimeout, 15*time.Second)
+	defd(&d.Linger, 2*time.Minute)
+	d.BlockSize = clamp(d.BlockSize, xstanza.MinBlockSize, xstanza.MaxBlockSize)
+	d.Window = clamp(d.Window, d.BlockSize, xstanza.MaxWindow)
+	d.ChunkSize = clamp(d.ChunkSize, 1, xstanza.MaxBlockSize)
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	return d
+}
+
+func clamp(v, lo, hi int) int {
+	return max(lo, min(v, hi))
+}

@@ -1,0 +1,303 @@
+package transport
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/xml"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/mux"
+	"mellium.im/xmpp/stanza"
+
+	xstanza "github.com/xmppxtls/xtls/stanza"
+)
+
+// Session is the part of an XMPP session a transport needs; *xmpp.Session
+// implements it. SendIQ sends an IQ and waits for its response; LocalAddr is
+// the session's full JID; TokenWriter takes the session's output lock, which
+// the transport uses only to learn that stanzas it sent have been completely
+// written.
+type Session interface {
+	SendIQ(ctx context.Context, r xml.TokenReader) (xmlstream.TokenReadCloser, error)
+	LocalAddr() jid.JID
+	TokenWriter() xmlstream.TokenWriteFlushCloser
+}
+
+// sessionState is implemented by *xmpp.Session; when the Session has it, the
+// Endpoint notices a session whose Serve loop has ended and fails what is in
+// flight instead of waiting for acknowledgement timeouts.
+type sessionState interface {
+	State() xmpp.SessionState
+}
+
+// watchInterval is how often an Endpoint with tunnels checks that its session
+// is still alive.
+const watchInterval = 100 * time.Millisecond
+
+type tunnelKey struct {
+	peer, sid string
+}
+
+// Endpoint multiplexes tunnels over one XMPP session.
+type Endpoint struct {
+	sess     Session
+	local    jid.JID
+	localStr string
+	cfg      Config
+	log      *slog.Logger
+
+	scratchMu sync.Mutex
+	scratch   []byte // decoded payload of the data element being handled
+
+	mu       sync.Mutex
+	tunnels  map[tunnelKey]*Conn
+	accept   func(*Conn) error
+	err      error         // set once the session is gone
+	done     chan struct{} // closed with err
+	watching bool
+	wg       sync.WaitGroup // the session watcher
+}
+
+// NewEndpoint returns an Endpoint for s. cfg may be nil for the defaults.
+// Register its handlers with Handle and run s.Serve as usual.
+func NewEndpoint(s Session, cfg *Config) *Endpoint {
+	c := cfg.withDefaults()
+	local := s.LocalAddr()
+	return &Endpoint{
+		sess:     s,
+		local:    local,
+		localStr: local.String(),
+		cfg:      c,
+		log:      c.Logger,
+		tunnels:  make(map[tunnelKey]*Conn),
+		done:     make(chan struct{}),
+	}
+}
+
+// Config returns the Endpoint's configuration with defaults applied.
+func (e *Endpoint) Config() Config { return e.cfg }
+
+// LocalAddr returns the session's full JID.
+func (e *Endpoint) LocalAddr() jid.JID { return e.local }
+
+// Handle returns a mux option that registers the Endpoint for the XTLS
+// elements (IQ set and get).
+func (e *Endpoint) Handle() mux.Option {
+	return HandleWith(e)
+}
+
+// HandleWith is like Handle but registers h, which must pass the XTLS IQs to
+// the Endpoint's HandleIQ (a wrapper that also advertises a disco feature,
+// for instance).
+func HandleWith(h mux.IQHandler) mux.Option {
+	return func(m *mux.ServeMux) {
+		for _, typ := range []stanza.IQType{stanza.SetIQ, stanza.GetIQ} {
+			for _, local := range []string{"start", "data", "credit", "close", ""} {
+				mux.IQ(typ, xml.Name{Space: xstanza.NS, Local: local}, h)(m)
+			}
+		}
+	}
+}
+
+// SetAcceptFunc sets the function that decides on the peer's starts. It is
+// called on the session's Serve goroutine and must not block: it returns nil
+// to accept c (and hands it to whoever will use it), or an error to refuse:
+// a stanza.Error is sent as it is, any other error as not-acceptable. Without
+// an accept function every start is refused with not-acceptable.
+func (e *Endpoint) SetAcceptFunc(f func(c *Conn) error) {
+	e.mu.Lock()
+	e.accept = f
+	e.mu.Unlock()
+}
+
+// Open starts a tunnel to peer (a full JID) and returns at once, before the
+// peer has answered: up to 4096 bytes written now travel as the optimistic
+// first flight right behind the start. Established waits for the answer; Read
+// and Write wait for it as needed and fail with the refusal if the peer
+// refuses. An empty sid means a random one (96 bits).
+func (e *Endpoint) Open(peer jid.JID, sid string) (*Conn, error) {
+	if peer.Resourcepart() == "" {
+		return nil, ErrNotFullJID
+	}
+	if sid == "" {
+		sid = randomSID()
+	} else if !xstanza.ValidSID(sid) {
+		return nil, errors.New("xtls/transport: invalid sid")
+	}
+	c := newConn(e, peer, sid, true)
+	e.mu.Lock()
+	if e.err != nil {
+		e.mu.Unlock()
+		return nil, e.err
+	}
+	if _, ok := e.tunnels[c.key]; ok {
+		e.mu.Unlock()
+		return nil, ErrSIDInUse
+	}
+	e.tunnels[c.key] = c
+	e.watchLocked()
+	e.mu.Unlock()
+	c.start()
+	return c, nil
+}
+
+// Dial opens a tunnel to peer and waits until the peer has accepted it or ctx
+// ends (then the tunnel is aborted). If the peer started a tunnel with the
+// same sid at the same moment and the crossing went its way, Dial returns
+// that tunnel.
+func (e *Endpoint) Dial(ctx context.Context, peer jid.JID, sid string) (*Conn, error) {
+	c, err := e.Open(peer, sid)
+	if err != nil {
+		return nil, err
+	}
+	err = c.Established(ctx)
+	var ce *CrossedError
+	if errors.As(err, &ce) {
+		return ce.Conn, nil
+	}
+	if err != nil {
+		c.Abort(stanza.UndefinedCondition, "dial: "+err.Error())
+		return nil, err
+	}
+	return c, nil
+}
+
+// Close aborts every tunnel (condition gone) and stops the Endpoint: later
+// Opens fail and starts are refused. It does not close the session.
+func (e *Endpoint) Close() error {
+	e.mu.Lock()
+	if e.err != nil {
+		e.mu.Unlock()
+		return nil
+	}
+	conns := e.conns()
+	e.mu.Unlock()
+	for _, c := range conns {
+		c.Abort(stanza.Gone, "endpoint closed")
+	}
+	e.shutdown(ErrSessionClosed, false)
+	for _, c := range conns {
+		c.wait(e.cfg.CloseTimeout)
+	}
+	e.wg.Wait()
+	return nil
+}
+
+// SessionEnded tells the Endpoint that its session's Serve loop has
+// returned (err is what it returned): every tunnel fails at once with an
+// error wrapping ErrSessionClosed, instead of when the watcher notices.
+func (e *Endpoint) SessionEnded(err error) {
+	cause := ErrSessionClosed
+	if err != nil {
+		cause = &sessionError{err}
+	}
+	e.shutdown(cause, true)
+	e.wg.Wait()
+}
+
+type sessionError struct{ err error }
+
+func (e *sessionError) Error() string   { return ErrSessionClosed.Error() + ": " + e.err.Error() }
+func (e *sessionError) Unwrap() []error { return []error{ErrSessionClosed, e.err} }
+
+// shutdown fails every tunnel with err. dead says the session can no longer
+// write, so IQ contexts may be cancelled at once.
+func (e *Endpoint) shutdown(err error, dead bool) {
+	e.mu.Lock()
+	if e.err != nil {
+		e.mu.Unlock()
+		return
+	}
+	e.err = err
+	close(e.done)
+	conns := e.conns()
+	e.mu.Unlock()
+	for _, c := range conns {
+		c.failWith(err, dead)
+	}
+}
+
+func (e *Endpoint) conns() []*Conn {
+	cs := make([]*Conn, 0, len(e.tunnels))
+	for _, c := range e.tunnels {
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+// watchLocked starts the session watcher if the session can be watched and
+// it is not running. e.mu is held.
+func (e *Endpoint) watchLocked() {
+	st, ok := e.sess.(sessionState)
+	if !ok || e.watching {
+		return
+	}
+	e.watching = true
+	e.wg.Add(1)
+	go e.watch(st)
+}
+
+// watch polls the session state while tunnels exist: mellium offers no
+// notification when Serve returns, and pending IQs would otherwise wait for
+// their timeouts.
+func (e *Endpoint) watch(st sessionState) {
+	defer e.wg.Done()
+	t := time.NewTicker(watchInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-e.done:
+			return
+		}
+		if st.State()&(xmpp.InputStreamClosed|xmpp.OutputStreamClosed) != 0 {
+			e.shutdown(ErrSessionClosed, true)
+			return
+		}
+		e.mu.Lock()
+		if len(e.tunnels) == 0 {
+			e.watching = false
+			e.mu.Unlock()
+			return
+		}
+		e.mu.Unlock()
+	}
+}
+
+// lookup returns the tunnel with peer and sid, or nil.
+func (e *Endpoint) lookup(peer, sid string) *Conn {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.tunnels[tunnelKey{peer, sid}]
+}
+
+// remove forgets c, if it is still the tunnel under its key.
+func (e *Endpoint) remove(c *Conn) {
+	e.mu.Lock()
+	if e.tunnels[c.key] == c {
+		delete(e.tunnels, c.key)
+	}
+	e.mu.Unlock()
+}
+
+// syncOut returns once every stanza whose writing began before the call has
+// been completely written and flushed: it takes and releases the session's
+// output lock. Only then may the context of an IQ be cancelled (see the
+// package documentation).
+func (e *Endpoint) syncOut() {
+	w := e.sess.TokenWriter()
+	_ = w.Close()
+}
+
+func randomSID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}

@@ -1,0 +1,132 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"mellium.im/xmpp/stanza"
+)
+
+// Errors returned by the transport. Errors that a peer or a server sent come
+// back as they came: wrapped stanza.Error values, usable with errors.Is
+// (mellium's stanza.Error.Is treats empty fields as wildcards, so
+// errors.Is(err, stanza.Error{Condition: stanza.ItemNotFound}) works).
+var (
+	// ErrSessionClosed is returned when the XMPP session under the tunnels
+	// has ended (its Serve loop returned or the Endpoint was closed).
+	ErrSessionClosed = errors.New("xtls/transport: XMPP session closed")
+	// ErrSIDInUse is returned by Dial when the pair of JIDs already has a
+	// tunnel with that sid.
+	ErrSIDInUse = errors.New("xtls/transport: sid in use")
+	// ErrWriteClosed is returned by Write after CloseWrite.
+	ErrWriteClosed = errors.New("xtls/transport: write after CloseWrite")
+	// ErrNotFullJID is returned by Dial for a peer address without a
+	// resourcepart: tunnels run between full JIDs.
+	ErrNotFullJID = errors.New("xtls/transport: peer is not a full JID")
+)
+
+// AbortError reports a tunnel aborted with a close element carrying an error
+// condition, by the peer (Remote) or by this side.
+type AbortError struct {
+	Condition stanza.Condition
+	Remote    bool
+	// Reason says why this side aborted (empty for a remote abort).
+	Reason string
+}
+
+func (e *AbortError) Error() string {
+	if e.Remote {
+		return "xtls/transport: tunnel aborted by peer: " + string(e.Condition)
+	}
+	s := "xtls/transport: tunnel aborted: " + string(e.Condition)
+	if e.Reason != "" {
+		s += ": " + e.Reason
+	}
+	return s
+}
+
+// Is lets errors.Is match an AbortError against a stanza.Error with the same
+// condition (an empty condition matches any).
+func (e *AbortError) Is(target error) bool {
+	se, ok := target.(stanza.Error)
+	if !ok {
+		return false
+	}
+	return se.Condition == "" || se.Condition == e.Condition
+}
+
+// ProtocolError reports a violation of the wire contract by the peer. The
+// offending IQ was answered with bad-request (modify) and the tunnel torn
+// down.
+type ProtocolError struct {
+	Reason string
+}
+
+func (e *ProtocolError) Error() string { return "xtls/transport: protocol violation by peer: " + e.Reason }
+
+// Is matches stanza.Error{Condition: bad-request}.
+func (e *ProtocolError) Is(target error) bool {
+	se, ok := target.(stanza.Error)
+	return ok && (se.Condition == "" || se.Condition == stanza.BadRequest)
+}
+
+// PeerError reports an IQ error answering one of this tunnel's IQs: from the
+// peer, or from a server on its behalf (recipient gone: service-unavailable).
+// Err is the stanza.Error as it came.
+type PeerError struct {
+	Element string // the element the failed IQ carried: start, data, credit, close
+	Err     stanza.Error
+}
+
+func (e *PeerError) Error() string {
+	s := fmt.Sprintf("xtls/transport: %s rejected: %s", e.Element, e.Err.Condition)
+	if t := e.Err.Error(); t != string(e.Err.Condition) {
+		s += " (" + t + ")"
+	}
+	return s
+}
+
+// Unwrap returns the stanza.Error.
+func (e *PeerError) Unwrap() error { return e.Err }
+
+// RetryError reports that an IQ found no answer after the bounded number of
+// tries. Last is the cause of the last failure (a timeout, or a stanza.Error
+// of type wait).
+type RetryError struct {
+	Element string
+	Tries   int
+	Last    error
+}
+
+func (e *RetryError) Error() string {
+	return fmt.Sprintf("xtls/transport: %s not acknowledged after %d tries: %v", e.Element, e.Tries, e.Last)
+}
+
+// Unwrap returns the last cause.
+func (e *RetryError) Unwrap() error { return e.Last }
+
+// ErrAckTimeout is the cause recorded when an IQ's result does not come
+// within the acknowledgement timeout.
+var ErrAckTimeout = errors.New("xtls/transport: acknowledgement timeout")
+
+// CrossedError is returned by an initiator's Conn whose start crossed a start
+// with the same sid from the peer, and lost by the i;octet rule: the peer's
+// tunnel is the one both sides use, and this side is its responder. Conn is
+// that tunnel; use it instead (for TLS, as the server).
+type CrossedError struct {
+	Conn *Conn
+}
+
+func (e *CrossedError) Error() string {
+	return "xtls/transport: simultaneous start with the same sid: the peer's tunnel was taken"
+}
+
+// timeoutError is returned when a deadline passes. Like a net.Conn's, it is a
+// net.Error whose Timeout is true, and it wraps os.ErrDeadlineExceeded.
+type timeoutError struct{}
+
+func (timeoutError) Error() string   { return "xtls/transport: i/o timeout" }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
+func (timeoutError) Unwrap() error   { return os.ErrDeadlineExceeded }

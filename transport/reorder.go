@@ -1,0 +1,72 @@
+package transport
+
+// seqClass is where a received seq falls relative to the next expected one.
+type seqClass int
+
+const (
+	seqNext    seqClass = iota // the next expected seq: deliver
+	seqAhead                   // 1..255 ahead, not seen: buffer
+	seqSeen                    // already received (buffered ahead or within the last 256): acknowledge again
+	seqInvalid                 // anything else: a protocol violation
+)
+
+// reorder holds the blocks that arrived ahead of a gap. Slots are indexed by
+// seq modulo 256: the blocks it can hold (next+1 .. next+255) never share a
+// slot. It is bounded by construction: at most SeqSpan-1 blocks, each of at
+// most one block-size, all counted against the flow-control window.
+type reorder struct {
+	next  uint16
+	slots [256][]byte
+	n     int // occupied slots
+}
+
+func (r *reorder) classify(seq uint16) seqClass {
+	d := seq - r.next // modulo 65536
+	switch {
+	case d == 0:
+		return seqNext
+	case d < 256:
+		if r.slots[seq&255] != nil {
+			return seqSeen
+		}
+		return seqAhead
+	case d >= 65536-256:
+		return seqSeen
+	}
+	return seqInvalid
+}
+
+// put stores a block classified seqAhead.
+func (r *reorder) put(seq uint16, b []byte) {
+	r.slots[seq&255] = b
+	r.n++
+}
+
+// advance moves past the next expected seq (just delivered) and returns the
+// block now at the head of the buffer, if it has arrived; call it again until
+// ok is false.
+func (r *reorder) advance() (b []byte, ok bool) {
+	r.next++
+	i := r.next & 255
+	b = r.slots[i]
+	if b == nil {
+		return nil, false
+	}
+	r.slots[i] = nil
+	r.n--
+	return b, true
+}
+
+// release hands every buffered block to free and empties the buffer.
+func (r *reorder) release(free func([]byte)) {
+	if r.n == 0 {
+		return
+	}
+	for i, b := range r.slots {
+		if b != nil {
+			free(b)
+			r.slots[i] = nil
+		}
+	}
+	r.n = 0
+}

@@ -1,0 +1,564 @@
+package transport
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
+
+	xstanza "github.com/xmppxtls/xtls/stanza"
+)
+
+type kind int
+
+const (
+	kStart kind = iota
+	kData
+	kCredit
+	kClose
+	kAbort
+)
+
+func (k kind) String() string {
+	return [...]string{"start", "data", "credit", "close", "close"}[k]
+}
+
+// flight is one IQ of the tunnel, kept until it is acknowledged so that it
+// can be sent again unchanged.
+type flight struct {
+	kind    kind
+	seq     uint16
+	payload []byte
+	limit   uint64
+	cond    stanza.Condition
+	tries   int
+	sentAt  time.Time
+}
+
+// maxBackoff caps the acknowledgement timeout after repeated timeouts.
+const maxBackoff = 60 * time.Second
+
+var (
+	errSpoofed     = errors.New("xtls/transport: response from another JID ignored")
+	errBadResponse = errors.New("xtls/transport: malformed response")
+)
+
+// sendLoop is the tunnel's sender: it decides what goes out next and issues
+// one IQ at a time, each once the previous one has been written, so that a
+// tunnel's stanzas leave in order (start first, then data by seq). It owns no
+// state of its own; everything is under c.mu.
+func (c *Conn) sendLoop() {
+	defer c.wg.Done()
+	defer close(c.senderDone)
+	for {
+		c.mu.Lock()
+		f := c.nextFlightLocked()
+		if f == nil {
+			exit := c.senderExitLocked()
+			c.mu.Unlock()
+			if exit {
+				return
+			}
+			<-c.sendWake
+			continue
+		}
+		f.tries++
+		written := make(chan struct{})
+		c.issuing = written
+		c.mu.Unlock()
+
+		c.wg.Add(1)
+		go c.transmit(f, written)
+		<-written
+
+		c.mu.Lock()
+		c.issuing = nil
+		c.mu.Unlock()
+	}
+}
+
+func (c *Conn) senderExitLocked() bool {
+	if c.abortCond != "" && !c.abortSent {
+		return false
+	}
+	return c.state == stateGone || c.closeAcked && (c.peerClosed || c.readStopped)
+}
+
+// nextFlightLocked picks the next IQ to send, in priority order: an abort,
+// the start, retransmissions, credit, new data, our close.
+func (c *Conn) nextFlightLocked() *flight {
+	if c.abortCond != "" {
+		if c.abortSent {
+			return nil
+		}
+		c.abortSent = true
+		return &flight{kind: kAbort, cond: c.abortCond}
+	}
+	if c.senderExitLocked() {
+		return nil
+	}
+	if c.initiator && !c.startSent {
+		c.startSent = true
+		return &flight{kind: kStart}
+	}
+	for len(c.retrans) > 0 {
+		f := c.retrans[0]
+		c.retrans[0] = nil
+		c.retrans = c.retrans[1:]
+		switch {
+		case f.kind == kCredit && (f.limit < c.rflow.limit || c.peerClosed || c.readStopped):
+			continue // superseded: a higher limit has been sent
+		case f.kind == kData && c.unacked[f.seq&255] != f:
+			continue // acknowledged meanwhile
+		}
+		return f
+	}
+	if c.creditDue && c.state == stateOpen {
+		c.creditDue = false
+		if !c.peerClosed && !c.readStopped {
+			if limit, ok := c.rflow.update(); ok {
+				c.rflow.sent(limit)
+				return &flight{kind: kCredit, limit: limit}
+			}
+		}
+	}
+	if f := c.nextDataLocked(); f != nil {
+		return f
+	}
+	if c.writeClosed && !c.closeSent && c.state == stateOpen && len(c.sendQ) == 0 && c.nUnacked == 0 {
+		c.closeSent = true
+		return &flight{kind: kClose}
+	}
+	return nil
+}
+
+// nextDataLocked cuts the next block from the queued bytes if credit, the
+// seq span and the tunnel's state allow. While credit is short of a block,
+// written bytes stay queued and are coalesced into full blocks; a partial
+// block goes out only when nothing is in flight (so that a small credit can
+// never deadlock the two ends).
+func (c *Conn) nextDataLocked() *flight {
+	if len(c.sendQ) == 0 {
+		return nil
+	}
+	switch c.state {
+	case stateOpening:
+		// The optimistic first flight: data seq 0 right behind the start.
+		if !c.initiator || c.firstFlight || !c.startSent {
+			return nil
+		}
+	case stateOpen:
+	default:
+		return nil
+	}
+	if c.nUnacked > 0 && c.nextSeq-c.oldest >= xstanza.SeqSpan {
+		return nil
+	}
+	n := min(len(c.sendQ), c.chunk)
+	if avail := c.sflow.available(); uint64(n) > avail {
+		if avail == 0 || c.nUnacked > 0 {
+			if c.sflow.newlyBlocked() {
+				c.ep.log.Debug("xtls: sender blocked by peer's credit", "peer", c.peerStr, "sid", c.sid, "limit", c.sflow.limit)
+			}
+			return nil
+		}
+		n = int(avail)
+	}
+	var p []byte
+	if n == len(c.sendQ) && n >= cap(c.sendQ)/2 {
+		p, c.sendQ = c.sendQ, nil
+	} else {
+		p = append(getBuf(n), c.sendQ[:n]...)
+		rest := copy(c.sendQ, c.sendQ[n:])
+		c.sendQ = c.sendQ[:rest]
+		if rest == 0 {
+			putBuf(c.sendQ)
+			c.sendQ = nil
+		}
+	}
+	c.sflow.take(n)
+	f := &flight{kind: kData, seq: c.nextSeq, payload: p}
+	if c.nUnacked == 0 {
+		c.oldest = c.nextSeq
+	}
+	c.unacked[f.seq&255] = f
+	c.nUnacked++
+	c.nextSeq++
+	if c.state == stateOpening {
+		c.firstFlight = true
+	}
+	signal(c.writeWake)
+	return f
+}
+
+// transmit sends f and handles its response. written is closed once f's
+// stanza is completely encoded (its position in the session's output is then
+// fixed), or once SendIQ has given up on it.
+func (c *Conn) transmit(f *flight, written chan struct{}) {
+	defer c.wg.Done()
+	ctx, cancel := context.WithCancel(c.ctx)
+	defer cancel()
+
+	c.mu.Lock()
+	rto := c.rtt.timeout(f.tries)
+	c.mu.Unlock()
+	var (
+		timedOut atomic.Bool
+		timer    *time.Timer
+		once     sync.Once
+		b64      []byte
+	)
+	markWritten := func() {
+		once.Do(func() {
+			f.sentAt = time.Now()
+			if b64 != nil {
+				putBuf(b64)
+			}
+			close(written)
+			timer = time.AfterFunc(rto, func() { c.ackTimeout(ctx, cancel, &timedOut, rto) })
+		})
+	}
+	var payload xml.TokenReader
+	switch f.kind {
+	case kStart:
+		payload = xstanza.Start{SID: c.sid, BlockSize: c.blockSize, Window: int(c.rflow.window)}.TokenReader()
+	case kData:
+		b64 = getBuf(b64len(len(f.payload)))
+		payload = xstanza.Data{SID: c.sid, Seq: f.seq, Payload: f.payload}.TokenReaderBuf(b64)
+	case kCredit:
+		payload = xstanza.Credit{SID: c.sid, Limit: f.limit}.TokenReader()
+	case kClose:
+		payload = xstanza.Close{SID: c.sid}.TokenReader()
+	case kAbort:
+		payload = xstanza.Close{SID: c.sid, Error: string(f.cond)}.TokenReader()
+	}
+	r := &iqReader{
+		start:   stanza.IQ{To: c.peer, Type: stanza.SetIQ}.StartElement(),
+		payload: payload,
+		done:    markWritten,
+	}
+	resp, err := c.ep.sess.SendIQ(ctx, r)
+	markWritten()
+	if timer != nil {
+		timer.Stop()
+	}
+	if err != nil {
+		switch {
+		case timedOut.Load():
+			c.retry(f, ErrAckTimeout, 0)
+		case c.ctx.Err() != nil:
+			// The tunnel is gone; nobody waits for this IQ any more.
+		default:
+			// Sending failed: the session cannot write any more.
+			c.ep.shutdown(&sessionError{err}, true)
+		}
+		return
+	}
+	c.response(f, resp)
+}
+
+func b64len(n int) int { return (n + 2) / 3 * 4 }
+
+// ackTimeout runs when f's result has not come within rto. The IQ's context
+// is cancelled only once the stanza is known to be completely written (see
+// Endpoint.syncOut); if the session's output held it up for a while, it gets
+// a full timeout from the moment it left.
+func (c *Conn) ackTimeout(ctx context.Context, cancel context.CancelFunc, timedOut *atomic.Bool, rto time.Duration) {
+	for {
+		t0 := time.Now()
+		c.ep.syncOut()
+		if time.Since(t0) < rto/2 {
+			break
+		}
+		t := time.NewTimer(rto)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+	}
+	timedOut.Store(true)
+	cancel()
+}
+
+// iqReader yields an IQ-set around payload and calls done as it hands out
+// the IQ's end: by then every earlier token has been encoded.
+type iqReader struct {
+	start   xml.StartElement
+	payload xml.TokenReader
+	step    int
+	done    func()
+}
+
+func (r *iqReader) Token() (xml.Token, error) {
+	switch r.step {
+	case 0:
+		r.step = 1
+		return r.start, nil
+	case 1:
+		tok, err := r.payload.Token()
+		if err != nil && err != io.EOF {
+			return nil, err
+		}
+		if err == io.EOF {
+			r.step = 2
+		}
+		if tok != nil {
+			return tok, nil
+		}
+		fallthrough
+	case 2:
+		r.step = 3
+		r.done()
+		return r.start.End(), nil
+	}
+	return nil, io.EOF
+}
+
+// response handles the response to f: a result or error counts only if it
+// comes from the peer's full JID (mellium matches responses by id alone).
+func (c *Conn) response(f *flight, resp xmlstream.TokenReadCloser) {
+	defer resp.Close()
+	tok, err := resp.Token()
+	start, ok := tok.(xml.StartElement)
+	if err != nil || !ok {
+		c.retry(f, errBadResponse, 0)
+		return
+	}
+	from, typ := rawAttr(&start, "from"), rawAttr(&start, "type")
+	if from != c.peerStr {
+		if j, err := jid.Parse(from); err != nil || !j.Equal(c.peer) {
+			c.ep.log.Warn("xtls: response from another JID ignored", "expected", c.peerStr, "from", from, "element", f.kind.String())
+			c.retry(f, errSpoofed, 0)
+			return
+		}
+	}
+	switch typ {
+	case string(stanza.ResultIQ):
+		c.acked(f, resp)
+	case string(stanza.ErrorIQ):
+		se, err := stanza.UnmarshalError(resp)
+		if err != nil {
+			se = stanza.Error{Type: stanza.Cancel, Condition: stanza.UndefinedCondition}
+		}
+		c.rejected(f, se)
+	default:
+		c.retry(f, errBadResponse, 0)
+	}
+}
+
+// acked handles a result.
+func (c *Conn) acked(f *flight, resp xml.TokenReader) {
+	switch f.kind {
+	case kStart:
+		c.established(resp)
+	case kData:
+		c.mu.Lock()
+		if c.unacked[f.seq&255] != f {
+			c.mu.Unlock()
+			return
+		}
+		c.unacked[f.seq&255] = nil
+		c.nUnacked--
+		for c.nUnacked > 0 && c.unacked[c.oldest&255] == nil {
+			c.oldest++
+		}
+		if c.nUnacked == 0 {
+			c.oldest = c.nextSeq
+		}
+		if f.tries == 1 {
+			c.rtt.sample(time.Since(f.sentAt))
+		}
+		putBuf(f.payload)
+		f.payload = nil
+		c.mu.Unlock()
+		signal(c.sendWake)
+	case kClose:
+		c.mu.Lock()
+		c.closeAcked = true
+		closeOnce(c.closed)
+		both := c.peerClosed
+		c.mu.Unlock()
+		if both {
+			c.finish(nil)
+		}
+		signal(c.sendWake)
+	}
+}
+
+// established handles the result to our start: the peer's proceed.
+func (c *Conn) established(resp xml.TokenReader) {
+	p, err := readProceed(resp)
+	if err == nil && p.SID != c.sid {
+		err = errors.New("proceed for another sid")
+	}
+	if err != nil {
+		c.Abort(stanza.BadRequest, "malformed proceed: "+err.Error())
+		return
+	}
+	c.mu.Lock()
+	if c.state != stateOpening {
+		c.mu.Unlock()
+		return
+	}
+	c.state = stateOpen
+	c.wasOpen = true
+	c.peerBlockSize = p.BlockSize
+	c.chunk = min(p.BlockSize, c.ep.cfg.ChunkSize)
+	c.sflow.raise(uint64(p.Window))
+	c.retrans = append(c.retrans, c.deferred...)
+	c.deferred = nil
+	perr := c.pendingErr
+	close(c.estab)
+	c.mu.Unlock()
+	if perr != nil {
+		c.failWith(perr, false)
+		return
+	}
+	signal(c.sendWake)
+	c.wakeAll()
+}
+
+func readProceed(r xml.TokenReader) (xstanza.Proceed, error) {
+	for {
+		tok, err := r.Token()
+		if err != nil {
+			return xstanza.Proceed{}, errors.New("no proceed element")
+		}
+		if st, ok := tok.(xml.StartElement); ok {
+			return xstanza.DecodeProceed(&st, r)
+		}
+	}
+}
+
+// rejected handles an IQ error. Errors of type wait are retried after a
+// backoff; any other breaks the tunnel, wrapped as it came.
+func (c *Conn) rejected(f *flight, se stanza.Error) {
+	if se.Type == stanza.Wait {
+		c.retry(f, se, c.waitBackoff(f))
+		return
+	}
+	if f.kind == kAbort {
+		return
+	}
+	c.mu.Lock()
+	if c.state == stateGone {
+		c.mu.Unlock()
+		return
+	}
+	if f.kind == kClose && f.tries > 1 && se.Condition == stanza.ItemNotFound {
+		// A retransmitted close whose first copy arrived: the peer has
+		// already forgotten the tunnel.
+		c.mu.Unlock()
+		c.acked(f, nil)
+		return
+	}
+	if c.state == stateOpening && f.kind == kData {
+		// The start has not been answered yet; the start's answer decides.
+		if se.Condition == stanza.ItemNotFound {
+			c.deferred = append(c.deferred, f) // arrived before the tunnel existed
+		} else if c.pendingErr == nil {
+			c.pendingErr = &PeerError{Element: f.kind.String(), Err: se}
+		}
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.failWith(&PeerError{Element: f.kind.String(), Err: se}, false)
+}
+
+func (c *Conn) waitBackoff(f *flight) time.Duration {
+	d := 100 * time.Millisecond << min(f.tries-1, 10)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return min(d, c.rtt.timeout(1))
+}
+
+// retry queues f to be sent again after backoff, unless it has been tried
+// too often: then the tunnel fails. A start is sent again only after a wait
+// error: a start that simply found no answer is not repeated, because the
+// peer may have created the tunnel.
+func (c *Conn) retry(f *flight, cause error, backoff time.Duration) {
+	if f.kind == kAbort {
+		return
+	}
+	c.mu.Lock()
+	if c.state == stateGone {
+		c.mu.Unlock()
+		return
+	}
+	var se stanza.Error
+	tooMany := f.tries >= c.ep.cfg.MaxTries || f.kind == kStart && !errors.As(cause, &se)
+	c.mu.Unlock()
+	c.ep.log.Debug("xtls: IQ not acknowledged", "peer", c.peerStr, "sid", c.sid, "element", f.kind.String(), "tries", f.tries, "cause", cause)
+	if tooMany {
+		c.failWith(&RetryError{Element: f.kind.String(), Tries: f.tries, Last: cause}, false)
+		return
+	}
+	if backoff > 0 {
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-c.gone:
+			t.Stop()
+			return
+		}
+	}
+	c.mu.Lock()
+	if c.state == stateGone {
+		c.mu.Unlock()
+		return
+	}
+	if f.kind == kStart {
+		c.startSent = true
+	}
+	c.retrans = append(c.retrans, f)
+	c.mu.Unlock()
+	signal(c.sendWake)
+}
+
+// rttEstimator is RFC 6298's smoothed round-trip time and its variation.
+type rttEstimator struct {
+	srtt, rttvar time.Duration
+	has          bool
+	initial, min time.Duration
+}
+
+func (r *rttEstimator) init(cfg Config) {
+	r.initial = cfg.AckTimeout
+	r.min = cfg.MinAckTimeout
+}
+
+func (r *rttEstimator) sample(d time.Duration) {
+	if !r.has {
+		r.srtt, r.rttvar, r.has = d, d/2, true
+		return
+	}
+	diff := r.srtt - d
+	if diff < 0 {
+		diff = -diff
+	}
+	r.rttvar = (3*r.rttvar + diff) / 4
+	r.srtt = (7*r.srtt + d) / 8
+}
+
+// timeout is the acknowledgement timeout for the given try, doubled for each
+// earlier try (Karn's backoff).
+func (r *rttEstimator) timeout(try int) time.Duration {
+	t := r.initial
+	if r.has {
+		t = max(r.min, r.srtt+4*r.rttvar)
+	}
+	for i := 1; i < try && t < maxBackoff; i++ {
+		t *= 2
+	}
+	return min(t, maxBackoff)
+}

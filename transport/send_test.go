@@ -1,0 +1,485 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
+
+	xstanza "github.com/xmppxtls/xtls/stanza"
+)
+
+// initiator opens a tunnel from alice to bob and returns the start it sent.
+func initiator(t *testing.T, cfg *Config) (*fakeSession, *Endpoint, *Conn, *sentIQ) {
+	t.Helper()
+	f := newFake(aliceJID)
+	e := NewEndpoint(f, cfg)
+	c, err := e.Open(jid.MustParse(bobJID), sid)
+	require.NoError(t, err)
+	t.Cleanup(func() { e.Close() })
+	s := f.next(t)
+	require.Equal(t, bobJID, s.to.String())
+	require.IsType(t, xstanza.Start{}, s.elem)
+	return f, e, c, s
+}
+
+// proceed answers a start as bob would, and waits until alice has taken it
+// in.
+func proceed(s *sentIQ, blockSize, window int) {
+	s.ackWith(xstanza.Proceed{SID: sid, BlockSize: blockSize, Window: window}.TokenReader())
+	synctest.Wait()
+}
+
+func payloadOf(t *testing.T, s *sentIQ) []byte {
+	t.Helper()
+	d, ok := s.elem.(xstanza.Data)
+	require.True(t, ok, "not data: %s", s.raw)
+	return d.Payload
+}
+
+// The initiator may send data seq 0, at most 4096 bytes, right behind the
+// start, and nothing more until proceed arrives.
+func TestSenderFirstFlight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, _, c, start := initiator(t, &Config{ChunkSize: 65535})
+		require.Equal(t, xstanza.Start{SID: sid, BlockSize: 65535, Window: 1 << 20, Method: "x509"}, start.elem)
+		// (proceed is sent below, after the first flight.)
+		msg := bytes.Repeat([]byte("h"), 5000)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_, err := c.Write(msg)
+			require.NoError(t, err)
+		}()
+		synctest.Wait()
+		d0 := f.next(t)
+		require.Equal(t, uint16(0), d0.elem.(xstanza.Data).Seq)
+		require.Equal(t, 4096, len(payloadOf(t, d0)))
+		f.none(t)
+		proceed(start, 65535, 1<<20)
+		d0.ack()
+		synctest.Wait()
+		d1 := f.next(t)
+		require.Equal(t, uint16(1), d1.elem.(xstanza.Data).Seq)
+		require.Equal(t, 5000-4096, len(payloadOf(t, d1)))
+		d1.ack()
+		<-done
+	})
+}
+
+// A data IQ whose result does not come within the acknowledgement timeout is
+// sent again unchanged; after MaxTries the tunnel fails with a *RetryError
+// naming the cause.
+func TestSenderRetransmitsOnTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, _, c, start := initiator(t, &Config{AckTimeout: 2 * time.Second, MaxTries: 3})
+		proceed(start, 4096, 65536)
+		_, err := c.Write([]byte("hello"))
+		require.NoError(t, err)
+		synctest.Wait()
+		first := f.next(t)
+		t0 := time.Now()
+		synctest.Wait()
+		f.none(t)
+		second := f.next(t) // blocks until fake time reaches the timeout
+		require.Equal(t, 2*time.Second, time.Since(t0))
+		require.Equal(t, first.elem, second.elem)
+		select {
+		case <-first.ctxDone:
+		default:
+			t.Fatal("the first IQ is still waiting")
+		}
+		third := f.next(t)
+		require.Equal(t, 2*time.Second+4*time.Second, time.Since(t0)) // backoff doubles
+		require.Equal(t, first.elem, third.elem)
+		_, err = c.Read(make([]byte, 1))
+		var re *RetryError
+		require.ErrorAs(t, err, &re)
+		require.Equal(t, 3, re.Tries)
+		require.ErrorIs(t, err, ErrAckTimeout)
+		require.Equal(t, 2*time.Second+4*time.Second+8*time.Second, time.Since(t0))
+	})
+}
+
+// An error of type wait makes the IQ go again after a short backoff; errors
+// of other types break the tunnel, wrapped as they came.
+func TestSenderErrors(t *testing.T) {
+	for i, tc := range []struct {
+		typ  stanza.ErrorType
+		cond stanza.Condition
+	}{
+		0: {stanza.Cancel, stanza.ServiceUnavailable},
+		1: {stanza.Modify, stanza.BadRequest},
+		2: {stanza.Auth, stanza.Forbidden},
+		3: {stanza.Cancel, stanza.ItemNotFound},
+	} {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f, _, c, start := initiator(t, nil)
+				proceed(start, 4096, 65536)
+				_, err := c.Write([]byte("hello"))
+				require.NoError(t, err)
+				s := f.next(t)
+				s.fail(stanza.Wait, stanza.ResourceConstraint)
+				t0 := time.Now()
+				again := f.next(t)
+				require.Equal(t, 100*time.Millisecond, time.Since(t0))
+				require.Equal(t, s.elem, again.elem)
+				again.fail(tc.typ, tc.cond)
+				_, err = c.Read(make([]byte, 1))
+				require.ErrorIs(t, err, stanza.Error{Type: tc.typ, Condition: tc.cond})
+				var pe *PeerError
+				require.ErrorAs(t, err, &pe)
+				require.Equal(t, "data", pe.Element)
+				_, err = c.Write([]byte("x"))
+				require.ErrorIs(t, err, stanza.Error{Condition: tc.cond})
+			})
+		})
+	}
+}
+
+// A response counts only if it comes from the peer's full JID: mellium
+// matches responses by id alone.
+func TestSenderIgnoresResponseFromAnotherJID(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, _, c, start := initiator(t, nil)
+		proceed(start, 4096, 65536)
+		_, err := c.Write([]byte("hello"))
+		require.NoError(t, err)
+		s := f.next(t)
+		s.respond(jid.MustParse("mallory@evil.example/m"), stanza.ErrorIQ,
+			stanza.Error{Type: stanza.Cancel, Condition: stanza.ItemNotFound}.TokenReader())
+		again := f.next(t)
+		require.Equal(t, s.elem, again.elem)
+		again.respond(jid.MustParse("bob@example.net/B"), stanza.ResultIQ, nil) // other resource
+		third := f.next(t)
+		require.Equal(t, s.elem, third.elem)
+		third.ack()
+		synctest.Wait()
+		require.NoError(t, c.Err())
+		f.none(t)
+	})
+}
+
+// While the peer's credit is exhausted, written bytes are coalesced into
+// full blocks instead of leaving as a large and a tiny element per write.
+func TestSenderCoalescesWhileBlocked(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, e, c, start := initiator(t, &Config{ChunkSize: 4096})
+		proceed(start, 4096, 4096)
+		go func() {
+			for range 10 {
+				_, err := c.Write(bytes.Repeat([]byte("r"), 1000))
+				if err != nil {
+					return
+				}
+			}
+		}()
+		synctest.Wait()
+		for {
+			s, ok := tryNext(f)
+			if !ok {
+				break
+			}
+			s.ack()
+			synctest.Wait()
+		}
+		// Credit now exhausted: the writer's bytes pile up in whole blocks.
+		// Each grant of one block's credit then sends one full block, not a
+		// large and a tiny element per 1000-byte write.
+		limit := uint64(4096)
+		for remaining := 10000 - 4096; remaining > 0; remaining -= 4096 {
+			limit += 4096
+			require.True(t, isAck(deliver(t, e, stanza.SetIQ, bobJID, encodeElem(xstanza.Credit{SID: sid, Limit: limit}))))
+			synctest.Wait()
+			s := f.next(t)
+			require.Equal(t, min(4096, remaining), len(payloadOf(t, s)))
+			s.ack()
+			synctest.Wait()
+			f.none(t)
+		}
+	})
+}
+
+func tryNext(f *fakeSession) (*sentIQ, bool) {
+	select {
+	case s := <-f.sent:
+		return s, true
+	default:
+		return nil, false
+	}
+}
+
+// A sender never has a seq at or beyond oldest unacknowledged + 256 out.
+func TestSenderSeqSpan(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, _, c, start := initiator(t, &Config{ChunkSize: 16})
+		proceed(start, 4096, 1<<20)
+		go c.Write(bytes.Repeat([]byte("s"), 16*300))
+		synctest.Wait()
+		var out []*sentIQ
+		for {
+			s, ok := tryNext(f)
+			if !ok {
+				break
+			}
+			out = append(out, s)
+		}
+		require.Equal(t, 256, len(out))
+		out[1].ack() // not the oldest: the span does not move
+		synctest.Wait()
+		f.none(t)
+		out[0].ack()
+		synctest.Wait()
+		s := f.next(t)
+		require.Equal(t, uint16(256), s.elem.(xstanza.Data).Seq)
+		s = f.next(t)
+		require.Equal(t, uint16(257), s.elem.(xstanza.Data).Seq)
+		synctest.Wait()
+		f.none(t)
+	})
+}
+
+// Close flushes: the data goes out and is acknowledged, then the close,
+// answered by closed; Close returns nil and later calls fail with
+// net.ErrClosed.
+func TestSenderCloseFlushes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, e, c, start := initiator(t, nil)
+		proceed(start, 4096, 65536)
+		_, err := c.Write([]byte("bye"))
+		require.NoError(t, err)
+		c.SetWriteDeadline(time.Now()) // tls.Conn does this before Close
+		closed := make(chan error)
+		go func() { closed <- c.Close() }()
+		s := f.next(t)
+		require.Equal(t, []byte("bye"), payloadOf(t, s))
+		synctest.Wait()
+		f.none(t) // no close before the data is acknowledged
+		s.ack()
+		cl := f.next(t)
+		require.Equal(t, xstanza.Close{SID: sid}, cl.elem)
+		cl.ackWith(xstanza.Closed{SID: sid}.TokenReader())
+		synctest.Wait()
+		// The peer's direction is still open: its close is answered closed.
+		resp := deliver(t, e, stanza.SetIQ, bobJID, encodeElem(xstanza.Close{SID: sid}))
+		require.Contains(t, resp, "<closed")
+		require.NoError(t, <-closed)
+		_, err = c.Read(nil)
+		require.ErrorIs(t, err, net.ErrClosed)
+		_, err = c.Write([]byte("x"))
+		require.ErrorIs(t, err, net.ErrClosed)
+		require.NoError(t, c.Close())
+		// Gone: data for it now finds no tunnel.
+		require.Equal(t, "item-not-found", errCond(deliver(t, e, stanza.SetIQ, bobJID, data(0, "x"))))
+	})
+}
+
+// Data the peer sends after our Close is refused with item-not-found.
+func TestCloseStopsReading(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, e, c, start := initiator(t, nil)
+		proceed(start, 4096, 65536)
+		go c.Close()
+		cl := f.next(t)
+		cl.ackWith(xstanza.Closed{SID: sid}.TokenReader())
+		synctest.Wait()
+		require.Equal(t, "item-not-found", errCond(deliver(t, e, stanza.SetIQ, bobJID, data(0, "late"))))
+	})
+}
+
+// CloseWrite closes one direction; the other goes on until the peer closes
+// it, then Read returns io.EOF.
+func TestSenderHalfClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, e, c, start := initiator(t, nil)
+		proceed(start, 4096, 65536)
+		_, err := c.Write([]byte("request"))
+		require.NoError(t, err)
+		done := make(chan error)
+		go func() { done <- c.CloseWrite() }()
+		s := f.next(t)
+		s.ack()
+		cl := f.next(t)
+		require.Equal(t, xstanza.Close{SID: sid}, cl.elem)
+		cl.ackWith(xstanza.Closed{SID: sid}.TokenReader())
+		require.NoError(t, <-done)
+		_, err = c.Write([]byte("more"))
+		require.ErrorIs(t, err, ErrWriteClosed)
+		require.True(t, isAck(deliver(t, e, stanza.SetIQ, bobJID, data(0, "response"))))
+		require.Contains(t, deliver(t, e, stanza.SetIQ, bobJID, encodeElem(xstanza.Close{SID: sid})), "<closed")
+		got, err := io.ReadAll(c)
+		require.NoError(t, err)
+		require.Equal(t, "response", string(got))
+		select {
+		case <-c.Done():
+		default:
+			t.Fatal("tunnel not gone after both directions closed")
+		}
+	})
+}
+
+// Abort sends a close with the condition and fails both ends at once.
+func TestSenderAbort(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, _, c, start := initiator(t, nil)
+		proceed(start, 4096, 65536)
+		c.Abort(stanza.PolicyViolation, "first byte is not TLS")
+		s := f.next(t)
+		require.Equal(t, xstanza.Close{SID: sid, Error: "policy-violation"}, s.elem)
+		_, err := c.Read(make([]byte, 1))
+		var ae *AbortError
+		require.ErrorAs(t, err, &ae)
+		require.False(t, ae.Remote)
+		require.Contains(t, err.Error(), "first byte is not TLS")
+	})
+}
+
+// A refused start comes back from Established, Read and Write as the
+// peer's stanza error.
+func TestStartRefused(t *testing.T) {
+	for _, cond := range []stanza.Condition{stanza.ServiceUnavailable, stanza.NotAcceptable, stanza.Conflict, stanza.BadRequest} {
+		t.Run(string(cond), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f, _, c, start := initiator(t, nil)
+				c.Write([]byte("ClientHello"))
+				d0 := f.next(t)
+				start.fail(stanza.Cancel, cond)
+				d0.fail(stanza.Cancel, stanza.ItemNotFound) // no tunnel: the start's error decides
+				err := c.Established(context.Background())
+				require.ErrorIs(t, err, stanza.Error{Condition: cond})
+				_, err = c.Read(make([]byte, 1))
+				require.ErrorIs(t, err, stanza.Error{Condition: cond})
+			})
+		})
+	}
+}
+
+// A start refused with a wait error goes again; the first flight that found
+// no tunnel then goes again too.
+func TestStartWaitRetried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, _, c, start := initiator(t, nil)
+		c.Write([]byte("ClientHello"))
+		d0 := f.next(t)
+		d0.fail(stanza.Cancel, stanza.ItemNotFound)
+		start.fail(stanza.Wait, stanza.ResourceConstraint)
+		start2 := f.next(t)
+		require.Equal(t, start.elem, start2.elem)
+		proceed(start2, 4096, 65536)
+		again := f.next(t)
+		require.Equal(t, d0.elem, again.elem)
+		again.ack()
+		require.NoError(t, c.Established(context.Background()))
+	})
+}
+
+// An initiator that gets a malformed proceed aborts the tunnel.
+func TestMalformedProceed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, _, c, start := initiator(t, nil)
+		start.ackWith(xstanza.Proceed{SID: sid, BlockSize: 100, Window: 65536}.TokenReader())
+		s := f.next(t)
+		require.Equal(t, xstanza.Close{SID: sid, Error: "bad-request"}, s.elem)
+		err := c.Established(context.Background())
+		require.ErrorIs(t, err, stanza.Error{Condition: stanza.BadRequest})
+	})
+}
+
+// Deadlines behave as net.Conn documents: os.ErrDeadlineExceeded, pending
+// calls unblocked, extendable, and the tunnel stays usable.
+func TestDeadlines(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, e, c, start := initiator(t, nil)
+		proceed(start, 4096, 4096)
+		t0 := time.Now()
+		c.SetReadDeadline(t0.Add(time.Second))
+		_, err := c.Read(make([]byte, 1))
+		require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+		var ne net.Error
+		require.ErrorAs(t, err, &ne)
+		require.True(t, ne.Timeout())
+		require.Equal(t, time.Second, time.Since(t0))
+
+		// A pending Read is released by moving the deadline into the past,
+		// and extended by moving it later.
+		c.SetReadDeadline(time.Time{})
+		res := make(chan error)
+		go func() { _, err := c.Read(make([]byte, 1)); res <- err }()
+		synctest.Wait()
+		c.SetReadDeadline(time.Now().Add(time.Hour))
+		synctest.Wait()
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		t1 := time.Now()
+		require.ErrorIs(t, <-res, os.ErrDeadlineExceeded)
+		require.Equal(t, 2*time.Second, time.Since(t1))
+
+		// Writes: 4096 of credit and one block queued, then Write blocks.
+		c.SetReadDeadline(time.Time{})
+		c.SetWriteDeadline(time.Now().Add(3 * time.Second))
+		n, err := c.Write(make([]byte, 20000))
+		require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+		require.Equal(t, 4096+4096, n)
+		s := f.next(t)
+		s.ack()
+		// Still usable: data arrives and is read.
+		c.SetWriteDeadline(time.Time{})
+		require.True(t, isAck(deliver(t, e, stanza.SetIQ, bobJID, data(0, "ok"))))
+		require.Equal(t, "ok", readAll(t, c, 2))
+	})
+}
+
+// Close unblocks pending Read and Write with net.ErrClosed.
+func TestCloseUnblocks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, e, c, start := initiator(t, &Config{CloseTimeout: 5 * time.Second})
+		proceed(start, 4096, 4096)
+		errs := make(chan error, 2)
+		go func() { _, err := c.Read(make([]byte, 1)); errs <- err }()
+		go func() { _, err := c.Write(make([]byte, 20000)); errs <- err }()
+		synctest.Wait()
+		s := f.next(t)
+		s.ack()
+		closed := make(chan error)
+		go func() { closed <- c.Close() }()
+		require.ErrorIs(t, <-errs, net.ErrClosed)
+		require.ErrorIs(t, <-errs, net.ErrClosed)
+		// The peer grants no credit: Close gives up after CloseTimeout and
+		// aborts with resource-constraint.
+		t0 := time.Now()
+		ab := f.next(t)
+		require.Equal(t, 5*time.Second, time.Since(t0))
+		require.Equal(t, xstanza.Close{SID: sid, Error: "resource-constraint"}, ab.elem)
+		err := <-closed
+		require.ErrorIs(t, err, stanza.Error{Condition: stanza.ResourceConstraint})
+		_ = e
+	})
+}
+
+// When the session ends, everything in flight fails at once instead of
+// waiting for timeouts.
+func TestSessionEnded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, e, c, start := initiator(t, nil)
+		proceed(start, 4096, 65536)
+		c.Write([]byte("x"))
+		s := f.next(t)
+		e.SessionEnded(errors.New("stream closed by server"))
+		_, err := c.Read(make([]byte, 1))
+		require.ErrorIs(t, err, ErrSessionClosed)
+		require.Contains(t, err.Error(), "stream closed by server")
+		<-s.ctxDone
+		_, err = e.Open(jid.MustParse(bobJID), "s9")
+		require.ErrorIs(t, err, ErrSessionClosed)
+	})
+}

@@ -60,7 +60,7 @@ type Conn struct {
 	senderDone       chan struct{}
 	startOnce, waitO sync.Once
 
-	mu    sync.Mutex
+	mu      sync.Mutex
 	state   connState
 	wasOpen bool  // the tunnel was established (proceed sent or received)
 	err     error // why the tunnel failed; nil if it has not or ended cleanly
@@ -103,24 +103,24 @@ type Conn struct {
 func newConn(e *Endpoint, peer jid.JID, sid string, initiator bool) *Conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Conn{
-		ep:        e,
-		peer:      peer,
-		peerStr:   peer.String(),
-		sid:       sid,
-		initiator: initiator,
-		blockSize: e.cfg.BlockSize,
-		ctx:       ctx,
-		cancel:    cancel,
-		rdl:       newDeadline(),
-		wdl:       newDeadline(),
-		readSem:   make(chan struct{}, 1),
-		wrSem:     make(chan struct{}, 1),
-		readWake:  make(chan struct{}, 1),
-		writeWake: make(chan struct{}, 1),
-		sendWake:  make(chan struct{}, 1),
-		estab:     make(chan struct{}),
-		closed:    make(chan struct{}),
-		gone:      make(chan struct{}),
+		ep:         e,
+		peer:       peer,
+		peerStr:    peer.String(),
+		sid:        sid,
+		initiator:  initiator,
+		blockSize:  e.cfg.BlockSize,
+		ctx:        ctx,
+		cancel:     cancel,
+		rdl:        newDeadline(),
+		wdl:        newDeadline(),
+		readSem:    make(chan struct{}, 1),
+		wrSem:      make(chan struct{}, 1),
+		readWake:   make(chan struct{}, 1),
+		writeWake:  make(chan struct{}, 1),
+		sendWake:   make(chan struct{}, 1),
+		estab:      make(chan struct{}),
+		closed:     make(chan struct{}),
+		gone:       make(chan struct{}),
 		senderDone: make(chan struct{}),
 	}
 	c.key = tunnelKey{c.peerStr, sid}

@@ -63,7 +63,9 @@ type ProtocolError struct {
 	Reason string
 }
 
-func (e *ProtocolError) Error() string { return "xtls/transport: protocol violation by peer: " + e.Reason }
+func (e *ProtocolError) Error() string {
+	return "xtls/transport: protocol violation by peer: " + e.Reason
+}
 
 // Is matches stanza.Error{Condition: bad-request}.
 func (e *ProtocolError) Is(target error) bool {

@@ -177,7 +177,9 @@ const (
 	respAck = `<iq type="result" to="%s" id="in1"></iq>`
 )
 
-func isAck(s string) bool      { return strings.Contains(s, `type="result"`) && !strings.Contains(s, "<error") }
+func isAck(s string) bool {
+	return strings.Contains(s, `type="result"`) && !strings.Contains(s, "<error")
+}
 func errCond(s string) string {
 	i := strings.Index(s, `xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"`)
 	if i < 0 {

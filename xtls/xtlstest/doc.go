@@ -1,0 +1,39 @@
+// Package xtlstest provides an in-memory XMPP network for tests, demos and
+// benchmarks, as net/http/httptest does for HTTP.
+//
+// A Network hands out real, bound mellium sessions for full JIDs. Each one
+// runs over a buffered, asynchronous in-memory connection (never net.Pipe,
+// which deadlocks two sessions that send to each other at once) to a router
+// that behaves like a server: it stamps 'from' with the sender's full JID,
+// delivers by 'to', answers IQ requests to addresses that are not connected
+// with service-unavailable, and keeps the order of the stanzas between two
+// sessions. Faults are injected deterministically: Latency, Drop,
+// WaitErrors, Duplicate, Reorder, Bandwidth and MaxStanzaSize, selected with
+// a FaultFilter, observed with Trace, redirected with Intercept, and changed
+// while the network runs with SetFaults. Everything blocks on channels and
+// timers only, so a Network works inside a testing/synctest bubble, where
+// latencies and bandwidth limits take fake time.
+//
+// A test connects two sessions and lets them talk:
+//
+//	n := xtlstest.NewNetwork(xtlstest.Latency(50*time.Millisecond, 0))
+//	defer n.Close()
+//	alice, err := n.Session(ctx, jid.MustParse("alice@example.net/a"))
+//	…
+//	bob, err := n.Session(ctx, jid.MustParse("bob@example.net/b"))
+//	…
+//	go alice.Serve(nil)
+//	go bob.Serve(mux.New(stanza.NSClient, ping.Handle()))
+//	err = ping.Send(ctx, alice, bob.LocalAddr()) // takes 100 ms
+//
+// The network side of a session is not a mellium Session: it never answers
+// an IQ on behalf of a client, and it forwards every stanza as the client
+// serialized it, rewriting only the start tag. It checks the structure of
+// what it forwards (well-formed, properly nested tags; no comments,
+// processing instructions or DTDs) and closes the stream of a client that
+// breaks it with the proper stream error, but leaves the checking of text to
+// the receiving session. Each session takes two goroutines of the network:
+// one reads and routes what the client sends and never waits for another
+// session, the other writes to the client what is due, so no cycle of
+// blocked writers can form however the sessions send to each other.
+package xtlstest // import "github.com/xmppxtls/xtls/xtls/xtlstest"

@@ -47,7 +47,7 @@ type Conn struct {
 
 	ctx    context.Context // parent of every IQ's context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // the sender and every in-flight IQ
+	wg     sync.WaitGroup // the sender and every in-flight IQ (added to only by the sender)
 
 	rdl, wdl         *deadline
 	readSem, wrSem   chan struct{} // serialise Read and Write callers
@@ -571,19 +571,20 @@ func (c *Conn) finish(err error) {
 	c.ep.remove(c)
 	c.wakeAll()
 	signal(c.sendWake)
-	c.wg.Add(1)
 	go func() {
-		defer c.wg.Done()
 		<-c.senderDone
 		c.ep.syncOut()
 		c.cancel()
 	}()
 }
 
-// wait waits up to d for the tunnel's goroutines to end.
+// wait waits up to d for the tunnel's sender and IQ goroutines to end. Once
+// the sender has stopped nothing adds to c.wg any more, so waiting on it is
+// safe from then on.
 func (c *Conn) wait(d time.Duration) {
 	ch := make(chan struct{})
 	go func() {
+		<-c.senderDone
 		c.wg.Wait()
 		close(ch)
 	}()

@@ -407,7 +407,15 @@ func (c *Conn) Close() error {
 	c.closeCalled = true
 	failed := c.err
 	c.writeClosed = true
+	opening := c.state == stateOpening
 	c.mu.Unlock()
+	if opening {
+		// Nothing can be flushed before the peer answers: give up at once.
+		c.Abort(stanza.UndefinedCondition, "closed before the tunnel was established")
+		c.mu.Lock()
+		failed = c.err
+		c.mu.Unlock()
+	}
 	signal(c.sendWake)
 	c.wakeAll()
 	var err error
@@ -486,6 +494,13 @@ func (c *Conn) SetWriteDeadline(t time.Time) error {
 // Done returns a channel that is closed when the tunnel is gone: both
 // directions closed, or failed.
 func (c *Conn) Done() <-chan struct{} { return c.gone }
+
+// PeerClosed reports whether the peer has closed its direction.
+func (c *Conn) PeerClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.peerClosed
+}
 
 // Err returns why the tunnel failed, or nil.
 func (c *Conn) Err() error {

@@ -1,0 +1,173 @@
+package xtls
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/xmppxtls/xtls/transport"
+)
+
+// Config configures a Handler. Certificate is required; every other field
+// has a safe default.
+type Config struct {
+	// Certificate is ours: a certificate naming our bare JID in an
+	// id-on-xmppAddr subjectAltName, with its key (see GenerateCertificate).
+	Certificate tls.Certificate
+
+	// RootCAs, if set, trusts peers whose certificate chains to one of these
+	// CAs (PKIX; for organisations).
+	RootCAs *x509.CertPool
+	// Pins remembers the keys of peers (by SHA-256 SPKI fingerprint, per
+	// bare JID). A peer with pins must present a pinned key.
+	Pins PinStore
+	// TrustOnFirstUse trusts a peer with no pins on first contact and pins
+	// its key (Pins must be set).
+	TrustOnFirstUse bool
+	// VerifyPeer is the application's own decision, consulted when no other
+	// rule trusts the peer; returning nil trusts it (TrustApplication).
+	VerifyPeer func(State) error
+	// AcceptKeyChange is asked when a pinned peer presents another key. If it
+	// returns true the new key replaces the pins and the peer is trusted
+	// (TrustApplication); otherwise the handshake fails with the
+	// *PinMismatchError. Default: refuse.
+	AcceptKeyChange func(*PinMismatchError) bool
+
+	// AcceptPeer decides whether a peer may open a tunnel to us (a Listener
+	// must exist too). Default: any peer.
+	AcceptPeer func(peer jid.JID) bool
+
+	// MinVersion is the lowest TLS version accepted: TLS 1.2 by default. It
+	// can be raised to TLS 1.3, never lowered: a lower value is replaced by
+	// TLS 1.2 and logged.
+	MinVersion uint16
+
+	// BlockSize and Window are the transport's receive limits per tunnel
+	// (see transport.Config); zero means the default.
+	BlockSize int
+	Window    int
+	// Transport tunes the transport further; its BlockSize and Window are
+	// overridden by the fields above when those are set.
+	Transport *transport.Config
+
+	// HandshakeTimeout bounds the TLS handshake of a tunnel the peer opens
+	// (Dial's is bounded by its context). Default 30 s.
+	HandshakeTimeout time.Duration
+
+	// Logger receives events: rejected certificates (with fingerprint and
+	// names), refused tunnels, protocol violations. Default: discard.
+	Logger *slog.Logger
+
+	// Time returns the current time, for certificate validity checks.
+	// Default time.Now.
+	Time func() time.Time
+}
+
+// TrustMethod says how the peer's certificate came to be trusted.
+type TrustMethod int
+
+// How a peer was trusted.
+const (
+	TrustNone        TrustMethod = iota // not (yet) trusted
+	TrustPKIX                           // chain to Config.RootCAs
+	TrustPinned                         // a pinned fingerprint for the peer's bare JID
+	TrustFirstUse                       // first contact, now pinned
+	TrustApplication                    // Config.VerifyPeer or Config.AcceptKeyChange
+)
+
+func (t TrustMethod) String() string {
+	switch t {
+	case TrustNone:
+		return "none"
+	case TrustPKIX:
+		return "pkix"
+	case TrustPinned:
+		return "pinned"
+	case TrustFirstUse:
+		return "first-use"
+	case TrustApplication:
+		return "application"
+	}
+	return fmt.Sprintf("TrustMethod(%d)", int(t))
+}
+
+// State describes an established tunnel: who is on the other end and how
+// that was decided.
+type State struct {
+	// Peer and Local are the full JIDs of the two ends.
+	Peer, Local jid.JID
+	// SID is the tunnel's sid; Initiator reports whether we opened it (and
+	// are the TLS client).
+	SID       string
+	Initiator bool
+
+	// Version, CipherSuite and CurveID are the negotiated TLS version, cipher
+	// suite and key exchange group (X25519MLKEM768 between Go peers).
+	Version     uint16
+	CipherSuite uint16
+	CurveID     tls.CurveID
+	// Resumed reports a resumed TLS session (no full handshake).
+	Resumed bool
+
+	// PeerCertificates is the chain the peer presented, leaf first;
+	// Fingerprint is the SHA-256 SPKI fingerprint of the leaf.
+	PeerCertificates []*x509.Certificate
+	Fingerprint      Fingerprint
+	// Trust says how the peer was trusted.
+	Trust TrustMethod
+}
+
+// PeerCertificate returns the peer's leaf certificate.
+func (s State) PeerCertificate() *x509.Certificate {
+	if len(s.PeerCertificates) == 0 {
+		return nil
+	}
+	return s.PeerCertificates[0]
+}
+
+// VersionName returns the TLS version's name ("TLS 1.3").
+func (s State) VersionName() string { return tls.VersionName(s.Version) }
+
+// CipherSuiteName returns the cipher suite's name.
+func (s State) CipherSuiteName() string { return tls.CipherSuiteName(s.CipherSuite) }
+
+func (c *Config) withDefaults() Config {
+	d := *c
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.MinVersion < tls.VersionTLS12 {
+		if d.MinVersion != 0 {
+			d.Logger.Warn("xtls: MinVersion below TLS 1.2 ignored; using TLS 1.2", "requested", tls.VersionName(d.MinVersion))
+		}
+		d.MinVersion = tls.VersionTLS12
+	}
+	if d.HandshakeTimeout == 0 {
+		d.HandshakeTimeout = 30 * time.Second
+	}
+	if d.Time == nil {
+		d.Time = time.Now
+	}
+	return d
+}
+
+func (c *Config) transportConfig() *transport.Config {
+	var t transport.Config
+	if c.Transport != nil {
+		t = *c.Transport
+	}
+	if c.BlockSize != 0 {
+		t.BlockSize = c.BlockSize
+	}
+	if c.Window != 0 {
+		t.Window = c.Window
+	}
+	if t.Logger == nil {
+		t.Logger = c.Logger
+	}
+	return &t
+}

@@ -1,0 +1,193 @@
+package xtls
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"mellium.im/xmpp/stanza"
+
+	"github.com/xmppxtls/xtls/transport"
+)
+
+// Conn is a TLS connection to a peer through a tunnel. It is a net.Conn; its
+// Read returns ErrTruncated, not io.EOF, if the peer ended the tunnel without
+// a TLS close_notify, and Close sends close_notify before the tunnel's close.
+type Conn struct {
+	h   *Handler
+	raw *rawConn
+	tls *tls.Conn
+
+	mu      sync.Mutex
+	state   State
+	verdict verdict
+	done    bool // handshake finished and committed
+
+	// wroteAfterPeerClose records an application Write after the peer
+	// closed its direction: such data may be refused if the peer stopped
+	// reading, and Close must then say so.
+	wroteAfterPeerClose atomic.Bool
+}
+
+// rawConn sits between crypto/tls and the tunnel. It notices an end of
+// stream reaching TLS (which crypto/tls alone would report as a clean
+// io.EOF at a record boundary) and, on a tunnel the peer opened, checks that
+// the first byte is a TLS handshake record before TLS sees anything.
+type rawConn struct {
+	*transport.Conn
+	eof       atomic.Bool
+	checkHead bool // responder: the first byte must be 0x16
+	checked   bool // only touched by the goroutine reading (crypto/tls serialises reads)
+}
+
+// recordTypeHandshake is the content type of a TLS handshake record.
+const recordTypeHandshake = 0x16
+
+// errNotTLS is the reason a tunnel whose first byte is not TLS is torn down.
+var errNotTLS = errors.New("xtls: first byte from the peer is not a TLS handshake record: no plaintext, ever")
+
+func (r *rawConn) Read(p []byte) (int, error) {
+	n, err := r.Conn.Read(p)
+	if r.checkHead && !r.checked && n > 0 {
+		r.checked = true
+		if p[0] != recordTypeHandshake {
+			r.Conn.Abort(stanza.PolicyViolation, errNotTLS.Error())
+			return 0, errNotTLS
+		}
+	}
+	if err == io.EOF {
+		r.eof.Store(true)
+	}
+	return n, err
+}
+
+func (h *Handler) newConn(tc *transport.Conn) *Conn {
+	c := &Conn{h: h, raw: &rawConn{Conn: tc, checkHead: !tc.Initiator()}}
+	c.state = State{Peer: tc.Peer(), Local: h.ep.LocalAddr(), SID: tc.SID(), Initiator: tc.Initiator()}
+	cfg := h.serverTLS
+	if tc.Initiator() {
+		cfg = h.clientTLS
+	}
+	cfg = cfg.Clone()
+	peer := tc.Peer()
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		c.mu.Lock()
+		st := c.state
+		c.mu.Unlock()
+		v, err := h.verify(cs, peer, &st)
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		c.verdict = v
+		c.mu.Unlock()
+		return nil
+	}
+	if tc.Initiator() {
+		c.tls = tls.Client(c.raw, cfg)
+	} else {
+		c.tls = tls.Server(c.raw, cfg)
+	}
+	return c
+}
+
+// Handshake runs the TLS handshake if it has not run yet and records the
+// trust decision (a first-use pin, say). Dial and Accept return connections
+// whose handshake is complete, so calling it is needed only to learn the
+// outcome of a handshake that failed.
+func (c *Conn) Handshake(ctx context.Context) error {
+	if err := c.tls.HandshakeContext(ctx); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done {
+		return nil
+	}
+	if err := c.h.commit(c.verdict, c.state.Peer); err != nil {
+		return err
+	}
+	cs := c.tls.ConnectionState()
+	fillTLS(&c.state, cs)
+	c.state.PeerCertificates = c.verdict.certs
+	c.state.Fingerprint = c.verdict.fp
+	c.state.Trust = c.verdict.trust
+	c.done = true
+	return nil
+}
+
+// State describes the tunnel: the peer, the negotiated TLS parameters, the
+// peer's certificate and how it was trusted. It is complete once the
+// handshake has succeeded.
+func (c *Conn) State() State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
+}
+
+// Read reads application data.
+func (c *Conn) Read(p []byte) (int, error) {
+	n, err := c.tls.Read(p)
+	if err == io.EOF && c.raw.eof.Load() {
+		err = ErrTruncated
+	}
+	return n, err
+}
+
+// Write writes application data.
+func (c *Conn) Write(p []byte) (int, error) {
+	if len(p) > 0 && c.raw.PeerClosed() {
+		c.wroteAfterPeerClose.Store(true)
+	}
+	return c.tls.Write(p)
+}
+
+// Close sends a TLS close_notify, then closes the tunnel: what was written
+// is flushed (within the transport's close timeout) and the peer's direction
+// stops being read. If the peer has closed the tunnel altogether, its
+// refusal of our close_notify is no error: nothing of ours was lost.
+func (c *Conn) Close() error {
+	err := c.tls.Close()
+	if err != nil && c.raw.PeerClosed() && !c.wroteAfterPeerClose.Load() &&
+		errors.Is(err, stanza.Error{Condition: stanza.ItemNotFound}) {
+		return nil
+	}
+	return err
+}
+
+// CloseWrite sends a TLS close_notify and closes our direction of the
+// tunnel; the peer's direction stays readable.
+func (c *Conn) CloseWrite() error {
+	if err := c.tls.CloseWrite(); err != nil {
+		return err
+	}
+	return c.raw.Conn.CloseWrite()
+}
+
+// LocalAddr returns our full JID (network "xmpp").
+func (c *Conn) LocalAddr() net.Addr { return c.raw.LocalAddr() }
+
+// RemoteAddr returns the peer's full JID (network "xmpp").
+func (c *Conn) RemoteAddr() net.Addr { return c.raw.RemoteAddr() }
+
+// SetDeadline sets the read and write deadlines. A TLS write that times out
+// leaves the TLS connection unusable (as with crypto/tls over TCP).
+func (c *Conn) SetDeadline(t time.Time) error { return c.tls.SetDeadline(t) }
+
+// SetReadDeadline sets the read deadline.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.tls.SetReadDeadline(t) }
+
+// SetWriteDeadline sets the write deadline.
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.tls.SetWriteDeadline(t) }
+
+// ConnectionState returns crypto/tls's view of the connection.
+func (c *Conn) ConnectionState() tls.ConnectionState { return c.tls.ConnectionState() }
+
+// Tunnel returns the transport tunnel under the TLS connection; writing to
+// it directly would corrupt the TLS stream.
+func (c *Conn) Tunnel() *transport.Conn { return c.raw.Conn }

@@ -1,0 +1,117 @@
+package xtls
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"mellium.im/xmpp/disco"
+	"mellium.im/xmpp/disco/info"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
+
+	"github.com/xmppxtls/xtls/transport"
+)
+
+// DialOption changes how Dial opens a tunnel.
+type DialOption func(*dialConfig)
+
+type dialConfig struct {
+	sid string
+}
+
+// WithSID opens the tunnel with the given sid instead of a random one. Two
+// entities that want exactly one tunnel between them (a chat) dial with the
+// same fixed sid: if both dial at once, both get the one tunnel.
+func WithSID(sid string) DialOption {
+	return func(c *dialConfig) { c.sid = sid }
+}
+
+// probeTimeout bounds the disco#info query that tells an offline peer from
+// one without XTLS after a start was answered service-unavailable.
+const probeTimeout = 5 * time.Second
+
+// Dial opens a tunnel to peer (a full JID) and runs the TLS handshake as its
+// client: the ClientHello travels right behind the start, so the handshake
+// costs no extra round trip. It returns when the peer is trusted, or an
+// error: ErrNotSupported, ErrPeerUnavailable or ErrRefused wrapping the
+// stanza.Error that said so; *IdentityError, *PinMismatchError,
+// *UntrustedError or *CertificateExpiredError for a peer that is not
+// trusted; *PolicyError for a peer that offers only weaker TLS. ctx bounds
+// the whole of it.
+func (h *Handler) Dial(ctx context.Context, peer jid.JID, opts ...DialOption) (*Conn, error) {
+	var o dialConfig
+	for _, opt := range opts {
+		opt(&o)
+	}
+	tc, err := h.ep.Open(peer, o.sid)
+	if err != nil {
+		return nil, fmt.Errorf("xtls: dial %s: %w", peer, err)
+	}
+	c := h.newConn(tc)
+	err = c.Handshake(ctx)
+	var crossed *transport.CrossedError
+	if errors.As(err, &crossed) {
+		// The peer dialed us with the same sid at the same moment and its
+		// start won: its tunnel is ours, and we are its TLS server.
+		c = h.newConn(crossed.Conn)
+		err = c.Handshake(ctx)
+	}
+	if err != nil {
+		c.tls.Close()
+		return nil, h.dialError(ctx, peer, err)
+	}
+	return c, nil
+}
+
+// dialError maps what went wrong to the package's errors, keeping the cause
+// wrapped.
+func (h *Handler) dialError(ctx context.Context, peer jid.JID, err error) error {
+	var pe *transport.PeerError
+	if errors.As(err, &pe) && (pe.Element == "start" || pe.Element == "data") {
+		switch pe.Err.Condition {
+		case stanza.ServiceUnavailable:
+			return fmt.Errorf("xtls: dial %s: %w: %w", peer, h.probe(ctx, peer), pe.Err)
+		case stanza.FeatureNotImplemented:
+			return fmt.Errorf("xtls: dial %s: %w: %w", peer, ErrNotSupported, pe.Err)
+		case stanza.NotAcceptable, stanza.Forbidden, stanza.NotAllowed, stanza.NotAuthorized:
+			return fmt.Errorf("xtls: dial %s: %w: %w", peer, ErrRefused, pe.Err)
+		}
+	}
+	if policyViolation(err) {
+		err = &PolicyError{Err: err}
+	}
+	return fmt.Errorf("xtls: dial %s: %w", peer, err)
+}
+
+// probe tells why a start was answered service-unavailable: a peer that
+// answers disco#info without our feature lacks XTLS; one that does not
+// answer is unavailable.
+func (h *Handler) probe(ctx context.Context, peer jid.JID) error {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	inf, err := disco.GetInfo(ctx, "", peer, h.s)
+	if err != nil {
+		return ErrPeerUnavailable
+	}
+	if slices.ContainsFunc(inf.Features, func(f info.Feature) bool { return f.Var == NS }) {
+		return ErrRefused
+	}
+	return ErrNotSupported
+}
+
+// contextWithTimeout returns a context that ends after d or when done is
+// closed.
+func contextWithTimeout(d time.Duration, done <-chan struct{}) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	go func() {
+		select {
+		case <-done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}

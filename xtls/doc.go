@@ -1,0 +1,45 @@
+// Package xtls runs standard TLS end to end between two XMPP entities that
+// already have client-to-server sessions: the TLS records travel as Base64
+// chunks inside IQ stanzas (see package transport), so the servers in
+// between route them but can neither read nor alter them.
+//
+// A Handler serves one mellium session. Register it in the session's mux
+// (with disco, to advertise the feature), then Dial a peer's full JID or
+// Listen for tunnels the peer opens:
+//
+//	h := xtls.NewHandler(session, &xtls.Config{
+//		Certificate:     cert, // from xtls.GenerateCertificate
+//		Pins:            pins, // e.g. xtls.NewFilePinStore(path)
+//		TrustOnFirstUse: true,
+//	})
+//	go session.Serve(mux.New(stanza.NSClient, disco.Handle(), h.Handle()))
+//
+//	conn, err := h.Dial(ctx, bob) // bob is a full JID
+//	// conn is a TLS connection: Read, Write, Close, deadlines;
+//	// conn.State() says who is on the other end and how that was decided.
+//
+// The initiator of a tunnel is the TLS client and the responder the TLS
+// server; the responder requires a client certificate, so both ends are
+// authenticated. Each certificate must name its owner's bare JID in an
+// id-on-xmppAddr subjectAltName (GenerateCertificate makes such
+// certificates). Trust is decided in this order, any one sufficing: a PKIX
+// chain to Config.RootCAs; a fingerprint pinned for the peer's bare JID in
+// Config.Pins; first use, when Config.TrustOnFirstUse is set (the key is
+// then pinned); the application's Config.VerifyPeer. A pinned peer that
+// presents another key fails with a *PinMismatchError unless
+// Config.AcceptKeyChange accepts it.
+//
+// TLS policy: TLS 1.3 preferred and 1.2 at least; with 1.2 only ECDHE key
+// exchange with AES-GCM or ChaCha20-Poly1305; no renegotiation. Go's default
+// key exchange groups are kept, so two Go peers negotiate the hybrid
+// post-quantum X25519MLKEM768, which protects recorded traffic against later
+// decryption; State reports the group. Nothing in the API sends
+// application data outside TLS, and a responder tears down a tunnel whose
+// first byte is not a TLS handshake record.
+package xtls // import "github.com/xmppxtls/xtls/xtls"
+
+import xstanza "github.com/xmppxtls/xtls/stanza"
+
+// NS is the XTLS namespace, also the disco#info feature a Handler
+// advertises.
+const NS = xstanza.NS

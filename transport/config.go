@@ -32,6 +32,9 @@ type Config struct {
 	// MinAckTimeout bounds the adaptive acknowledgement timeout from below
 	// (default 1 s).
 	MinAckTimeout time.Duration
+	// StartTimeout is how long a start waits for its answer (default 30 s);
+	// a start is not sent again on a timeout.
+	StartTimeout time.Duration
 	// MaxTries is how often an IQ is sent before the tunnel fails (default 8).
 	MaxTries int
 	// CloseTimeout bounds how long Close waits for queued data to be
@@ -66,6 +69,7 @@ func (c *Config) withDefaults() Config {
 	def(&d.MaxTunnels, 4096)
 	def(&d.MaxTries, 8)
 	defd(&d.AckTimeout, 2*time.Second)
+	defd(&d.StartTimeout, 30*time.Second)
 	defd(&d.MinAckTimeout, time.Second)
 	defd(&d.CloseTimeout, 15*time.Second)
 	defd(&d.Linger, 2*time.Minute)

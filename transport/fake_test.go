@@ -36,6 +36,7 @@ type sentIQ struct {
 	raw     string
 	resp    chan xml.TokenReader
 	ctxDone <-chan struct{}
+	closed  chan struct{} // closed when the transport closes the response
 }
 
 func (f *fakeSession) LocalAddr() jid.JID { return f.local }
@@ -80,19 +81,28 @@ func (f *fakeSession) SendIQ(ctx context.Context, r xml.TokenReader) (xmlstream.
 	if err != nil {
 		panic("transport sent a malformed element: " + err.Error() + ": " + raw)
 	}
-	s := &sentIQ{to: iq.To, elem: elem, raw: raw, resp: make(chan xml.TokenReader, 1), ctxDone: ctx.Done()}
+	s := &sentIQ{to: iq.To, elem: elem, raw: raw, resp: make(chan xml.TokenReader, 1), ctxDone: ctx.Done(), closed: make(chan struct{})}
 	f.sent <- s
 	select {
 	case r := <-s.resp:
-		return nopCloser{r}, nil
+		return &respCloser{TokenReader: r, closed: s.closed}, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
 
-type nopCloser struct{ xml.TokenReader }
+// respCloser is a response as mellium hands it over: Serve stays parked
+// until it is closed.
+type respCloser struct {
+	xml.TokenReader
+	closed chan struct{}
+	once   sync.Once
+}
 
-func (nopCloser) Close() error { return nil }
+func (r *respCloser) Close() error {
+	r.once.Do(func() { close(r.closed) })
+	return nil
+}
 
 // next returns the next IQ the transport sent.
 func (f *fakeSession) next(t testing.TB) *sentIQ {

@@ -208,6 +208,12 @@ func (c *Conn) transmit(f *flight, written chan struct{}) {
 
 	c.mu.Lock()
 	rto := c.rtt.timeout(f.tries)
+	if f.kind == kStart {
+		// A start is not sent again on a timeout (the peer may have
+		// created the tunnel), so it waits longer: an overloaded responder
+		// must not fail a Dial that its context would still allow.
+		rto = max(rto, c.ep.cfg.StartTimeout)
+	}
 	c.mu.Unlock()
 	var (
 		timedOut atomic.Bool
@@ -325,15 +331,35 @@ func (r *iqReader) Token() (xml.Token, error) {
 
 // response handles the response to f: a result or error counts only if it
 // comes from the peer's full JID (mellium matches responses by id alone).
+// The response is read and closed before anything is done about it: Serve
+// is parked until it is closed, and a backoff must not stall the session.
 func (c *Conn) response(f *flight, resp xmlstream.TokenReadCloser) {
-	defer resp.Close()
 	tok, err := resp.Token()
 	start, ok := tok.(xml.StartElement)
 	if err != nil || !ok {
+		resp.Close()
 		c.retry(f, errBadResponse, 0)
 		return
 	}
 	from, typ := rawAttr(&start, "from"), rawAttr(&start, "type")
+	var (
+		p    xstanza.Proceed
+		perr error
+		se   stanza.Error
+	)
+	switch typ {
+	case string(stanza.ResultIQ):
+		if f.kind == kStart {
+			p, perr = readProceed(resp)
+		}
+	case string(stanza.ErrorIQ):
+		var err error
+		if se, err = stanza.UnmarshalError(resp); err != nil {
+			se = stanza.Error{Type: stanza.Cancel, Condition: stanza.UndefinedCondition}
+		}
+	}
+	resp.Close()
+
 	if from != c.peerStr {
 		if j, err := jid.Parse(from); err != nil || !j.Equal(c.peer) {
 			c.ep.log.Warn("xtls: response from another JID ignored", "expected", c.peerStr, "from", from, "element", f.kind.String())
@@ -343,12 +369,12 @@ func (c *Conn) response(f *flight, resp xmlstream.TokenReadCloser) {
 	}
 	switch typ {
 	case string(stanza.ResultIQ):
-		c.acked(f, resp)
-	case string(stanza.ErrorIQ):
-		se, err := stanza.UnmarshalError(resp)
-		if err != nil {
-			se = stanza.Error{Type: stanza.Cancel, Condition: stanza.UndefinedCondition}
+		if f.kind == kStart {
+			c.established(p, perr)
+			return
 		}
+		c.acked(f)
+	case string(stanza.ErrorIQ):
 		c.rejected(f, se)
 	default:
 		c.retry(f, errBadResponse, 0)
@@ -356,10 +382,8 @@ func (c *Conn) response(f *flight, resp xmlstream.TokenReadCloser) {
 }
 
 // acked handles a result.
-func (c *Conn) acked(f *flight, resp xml.TokenReader) {
+func (c *Conn) acked(f *flight) {
 	switch f.kind {
-	case kStart:
-		c.established(resp)
 	case kData:
 		c.mu.Lock()
 		if c.unacked[f.seq&255] != f {
@@ -395,8 +419,7 @@ func (c *Conn) acked(f *flight, resp xml.TokenReader) {
 }
 
 // established handles the result to our start: the peer's proceed.
-func (c *Conn) established(resp xml.TokenReader) {
-	p, err := readProceed(resp)
+func (c *Conn) established(p xstanza.Proceed, err error) {
 	if err == nil && p.SID != c.sid {
 		err = errors.New("proceed for another sid")
 	}
@@ -458,7 +481,7 @@ func (c *Conn) rejected(f *flight, se stanza.Error) {
 		// A retransmitted close whose first copy arrived: the peer has
 		// already forgotten the tunnel.
 		c.mu.Unlock()
-		c.acked(f, nil)
+		c.acked(f)
 		return
 	}
 	if c.state == stateOpening && f.kind == kData {

@@ -132,6 +132,10 @@ func TestSenderErrors(t *testing.T) {
 				s := f.next(t)
 				s.fail(stanza.Wait, stanza.ResourceConstraint)
 				t0 := time.Now()
+				// The response is closed at once, not after the backoff:
+				// mellium's Serve is parked until it is.
+				<-s.closed
+				require.Zero(t, time.Since(t0))
 				again := f.next(t)
 				require.Equal(t, 100*time.Millisecond, time.Since(t0))
 				require.Equal(t, s.elem, again.elem)

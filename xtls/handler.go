@@ -139,6 +139,9 @@ func (h *Handler) serverHandshake(ln *Listener, tc *transport.Conn) {
 	err := c.Handshake(ctx)
 	cancel()
 	if err != nil {
+		if policyViolation(err) {
+			err = &PolicyError{Err: err}
+		}
 		h.log.Info("xtls: handshake of accepted tunnel failed", "peer", tc.Peer().String(), "sid", tc.SID(), "err", err)
 		h.mu.Lock()
 		ln.pending--

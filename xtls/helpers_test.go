@@ -3,6 +3,8 @@ package xtls_test
 import (
 	"crypto/sha256"
 	"io"
+	"log/slog"
+	"strings"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -35,4 +37,28 @@ func exchange(t testing.TB, c1, c2 net.Conn, n int64) {
 	go one(c1, c2, 1)
 	go one(c2, c1, 2)
 	wg.Wait()
+}
+
+// syncWriter serialises writes to a strings.Builder for a logger.
+type syncWriter struct {
+	mu sync.Mutex
+	b  *strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// newLogger returns a logger and what it has written so far.
+func newLogger() (*slog.Logger, func() string) {
+	w := &syncWriter{b: new(strings.Builder)}
+	return slog.New(slog.NewTextHandler(w, nil)), w.String
 }

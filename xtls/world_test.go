@@ -112,3 +112,27 @@ func (w *world) joinRaw(addr string) (*node, *transport.Endpoint, chan *transpor
 	w.nodes = append(w.nodes, n)
 	return n, e, acc
 }
+
+// node joins addr with a fresh certificate, trusting on first use, without
+// a testing.TB (for nettest's MakePipe).
+func (w *world) node(addr string) (*node, error) {
+	j := jid.MustParse(addr)
+	c, err := xtls.GenerateCertificate(j)
+	if err != nil {
+		return nil, err
+	}
+	s, err := w.n.Session(context.Background(), j)
+	if err != nil {
+		return nil, err
+	}
+	n := &node{addr: j, s: s, served: make(chan error, 1)}
+	n.cfg = xtls.Config{Certificate: c, Pins: xtls.NewMemPinStore(), TrustOnFirstUse: true}
+	n.h = xtls.NewHandler(s, &n.cfg)
+	go func() {
+		err := s.Serve(mux.New(stanza.NSClient, disco.Handle(), n.h.Handle()))
+		n.h.SessionEnded(err)
+		n.served <- err
+	}()
+	w.nodes = append(w.nodes, n)
+	return n, nil
+}

@@ -4,9 +4,9 @@ import (
 	"crypto/sha256"
 	"io"
 	"log/slog"
-	"strings"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 

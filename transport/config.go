@@ -22,6 +22,14 @@ type Config struct {
 	// Prosody 0.12 (its Nagle setting meets delayed ACKs); 6144 bytes of
 	// payload stay below that.
 	ChunkSize int
+	// SessionWindow bounds the payload bytes all tunnels of the session
+	// together have sent and not seen acknowledged (default 256 KiB, at
+	// least 65536). It keeps what a server may have to queue towards a
+	// client within what the sockets buffer: mellium answers IQs from its
+	// Serve goroutine under the same output lock as our data, so a server
+	// that stops reading a client while it cannot write to it (ejabberd does)
+	// would otherwise deadlock the session. Raise it for long fat paths.
+	SessionWindow int
 	// MaxTunnels bounds the tunnels of one Endpoint; a start beyond it is
 	// answered resource-constraint (wait). Default 4096.
 	MaxTunnels int
@@ -67,6 +75,7 @@ func (c *Config) withDefaults() Config {
 	def(&d.Window, 1<<20)
 	def(&d.ChunkSize, 6144)
 	def(&d.MaxTunnels, 4096)
+	def(&d.SessionWindow, 256<<10)
 	def(&d.MaxTries, 8)
 	defd(&d.AckTimeout, 2*time.Second)
 	defd(&d.StartTimeout, 30*time.Second)
@@ -76,6 +85,7 @@ func (c *Config) withDefaults() Config {
 	d.BlockSize = clamp(d.BlockSize, xstanza.MinBlockSize, xstanza.MaxBlockSize)
 	d.Window = clamp(d.Window, d.BlockSize, xstanza.MaxWindow)
 	d.ChunkSize = clamp(d.ChunkSize, 1, xstanza.MaxBlockSize)
+	d.SessionWindow = max(d.SessionWindow, 65536)
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}

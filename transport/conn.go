@@ -88,6 +88,8 @@ type Conn struct {
 	closeCalled   bool
 	linger        *time.Timer
 	peerBlockSize int
+	reserved      int       // session budget held by unacknowledged blocks
+	budgetWait    bool      // queued for session budget (guarded by the budget's mutex)
 	deferred      []*flight // data refused while opening, sent again once established
 	pendingErr    error     // a data error while opening, applied once established
 
@@ -582,7 +584,10 @@ func (c *Conn) finish(err error) {
 		c.releaseRecvLocked()
 	}
 	c.releaseSendLocked()
+	reserved := c.reserved
+	c.reserved = 0
 	c.mu.Unlock()
+	c.ep.budget.forget(c, reserved)
 	c.ep.remove(c)
 	c.wakeAll()
 	signal(c.sendWake)

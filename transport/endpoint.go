@@ -53,6 +53,8 @@ type Endpoint struct {
 	cfg      Config
 	log      *slog.Logger
 
+	budget budget // payload bytes in flight, all tunnels together
+
 	scratchMu sync.Mutex
 	scratch   []byte // decoded payload of the data element being handled
 
@@ -70,7 +72,7 @@ type Endpoint struct {
 func NewEndpoint(s Session, cfg *Config) *Endpoint {
 	c := cfg.withDefaults()
 	local := s.LocalAddr()
-	return &Endpoint{
+	e := &Endpoint{
 		sess:     s,
 		local:    local,
 		localStr: local.String(),
@@ -79,6 +81,8 @@ func NewEndpoint(s Session, cfg *Config) *Endpoint {
 		tunnels:  make(map[tunnelKey]*Conn),
 		done:     make(chan struct{}),
 	}
+	e.budget.init(c.SessionWindow)
+	return e
 }
 
 // Config returns the Endpoint's configuration with defaults applied.

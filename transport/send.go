@@ -171,6 +171,10 @@ func (c *Conn) nextDataLocked() *flight {
 		}
 		n = int(avail)
 	}
+	if !c.ep.budget.reserve(c, n) {
+		return nil // the session's budget is spent; our turn will come
+	}
+	c.reserved += n
 	var p []byte
 	if n == len(c.sendQ) && n >= cap(c.sendQ)/2 {
 		p, c.sendQ = c.sendQ, nil
@@ -401,9 +405,12 @@ func (c *Conn) acked(f *flight) {
 		if f.tries == 1 {
 			c.rtt.sample(time.Since(f.sentAt))
 		}
+		n := len(f.payload)
+		c.reserved -= n
 		putBuf(f.payload)
 		f.payload = nil
 		c.mu.Unlock()
+		c.ep.budget.release(n)
 		signal(c.sendWake)
 	case kClose:
 		c.mu.Lock()

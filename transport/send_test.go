@@ -487,3 +487,68 @@ func TestSessionEnded(t *testing.T) {
 		require.ErrorIs(t, err, ErrSessionClosed)
 	})
 }
+
+// All tunnels of a session together never have more than SessionWindow
+// bytes unacknowledged, and they take turns: none starves.
+func TestSessionWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFake(aliceJID)
+		e := NewEndpoint(f, &Config{SessionWindow: 65536, ChunkSize: 4096})
+		t.Cleanup(func() { e.Close() })
+		var conns []*Conn
+		for i := range 3 {
+			c, err := e.Open(jid.MustParse(bobJID), fmt.Sprintf("s%d", i))
+			require.NoError(t, err)
+			start := f.next(t)
+			start.ackWith(xstanza.Proceed{SID: c.SID(), BlockSize: 65535, Window: 1 << 20}.TokenReader())
+			require.NoError(t, c.Established(context.Background()))
+			conns = append(conns, c)
+		}
+		for _, c := range conns {
+			go c.Write(make([]byte, 100<<10))
+		}
+		synctest.Wait()
+		inflight := map[string]int{}
+		var out []*sentIQ
+		total := 0
+		for {
+			s, ok := tryNext(f)
+			if !ok {
+				break
+			}
+			d := s.elem.(xstanza.Data)
+			inflight[d.SID] += len(d.Payload)
+			total += len(d.Payload)
+			out = append(out, s)
+		}
+		require.Equal(t, 65536, total, "the session window is full, not more")
+		// Acknowledge one block of the first tunnel: the budget goes to the
+		// tunnel that has waited longest, not back to the same one.
+		first := out[0].elem.(xstanza.Data).SID
+		out[0].ack()
+		synctest.Wait()
+		s := f.next(t)
+		require.NotEqual(t, first, s.elem.(xstanza.Data).SID)
+		// Everything moves in the end, each tunnel taking turns.
+		sent := map[string]int{first: len(out[0].elem.(xstanza.Data).Payload)}
+		out = append(out[1:], s)
+		for len(out) > 0 {
+			s := out[0]
+			out = out[1:]
+			d := s.elem.(xstanza.Data)
+			sent[d.SID] += len(d.Payload)
+			s.ack()
+			synctest.Wait()
+			for {
+				s, ok := tryNext(f)
+				if !ok {
+					break
+				}
+				out = append(out, s)
+			}
+		}
+		for _, c := range conns {
+			require.Equal(t, 100<<10, sent[c.SID()], c.SID())
+		}
+	})
+}

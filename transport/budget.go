@@ -1,6 +1,9 @@
 package transport
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // budget bounds the payload bytes that all tunnels of one session have sent
 // and not yet seen acknowledged, and shares them out first come, first
@@ -15,13 +18,42 @@ import "sync"
 // Per-tunnel windows do not prevent it (fifty tunnels with a 1 MiB window
 // each can have 50 MiB in flight); a bound on the whole session keeps what
 // the server may have to queue for us within what the sockets buffer.
+//
+// The bound adapts to what the path delivers, as TCP Vegas does: it grows
+// while acknowledgements come back as fast as the fastest ever seen, and
+// shrinks once they come back later because the bytes queue somewhere (a
+// server's rate limit, say), keeping only a little queued. A shaped server
+// then reads each stanza as it arrives instead of leaving the socket full.
 type budget struct {
-	mu      sync.Mutex
-	avail   int
-	waiters []*Conn // FIFO; only the head may take budget
+	mu       sync.Mutex
+	cwnd     int // bytes allowed in flight
+	inflight int
+	min, max int
+	// alpha and beta bound the bytes estimated queued on the path: below
+	// alpha the bound grows, above beta it shrinks.
+	alpha, beta int
+	waiters     []*Conn // FIFO; only the head may take budget
+
+	base     time.Duration // smallest round trip seen (this period or the last)
+	cur      time.Duration // smallest round trip of this period
+	periodAt time.Time
 }
 
-func (b *budget) init(n int) { b.avail = n }
+const (
+	basePeriod  = 30 * time.Second
+	initialCwnd = 128 << 10
+)
+
+// init sets the bounds for blocks of up to chunk bytes: at least two blocks,
+// at most the configured session window. Like Vegas's thresholds in
+// packets, the bound aims at two to four blocks queued on the path.
+func (b *budget) init(chunk, maximum int) {
+	b.min, b.max = 2*chunk, max(2*chunk, maximum)
+	b.alpha, b.beta = 2*chunk, 4*chunk
+	b.cwnd = min(max(initialCwnd, b.min), b.max)
+}
+
+func (b *budget) availLocked() int { return b.cwnd - b.inflight }
 
 // reserve takes n bytes for c, or queues c and returns false; c's sender is
 // signalled when it is c's turn.
@@ -32,16 +64,16 @@ func (b *budget) reserve(c *Conn, n int) bool {
 		b.enqueueLocked(c)
 		return false
 	}
-	if b.avail < n {
+	if b.availLocked() < n {
 		b.enqueueLocked(c)
 		return false
 	}
-	b.avail -= n
+	b.inflight += n
 	if len(b.waiters) > 0 && b.waiters[0] == c {
 		b.waiters[0] = nil
 		b.waiters = b.waiters[1:]
 		c.budgetWait = false
-		if len(b.waiters) > 0 && b.avail > 0 {
+		if len(b.waiters) > 0 && b.availLocked() > 0 {
 			signal(b.waiters[0].sendWake)
 		}
 	}
@@ -56,13 +88,40 @@ func (b *budget) enqueueLocked(c *Conn) {
 	}
 }
 
+// acked returns the n bytes of a block acknowledged after rtt (0 if the
+// block was sent more than once: no sample, as Karn's rule says) and adapts
+// the bound.
+func (b *budget) acked(n int, rtt time.Duration, now time.Time) {
+	b.mu.Lock()
+	if rtt > 0 {
+		if now.Sub(b.periodAt) > basePeriod {
+			b.base, b.cur, b.periodAt = b.cur, 0, now
+		}
+		if b.cur == 0 || rtt < b.cur {
+			b.cur = rtt
+		}
+		if b.base == 0 || rtt < b.base {
+			b.base = rtt
+		}
+		queued := int(int64(b.cwnd) * int64(rtt-b.base) / int64(rtt))
+		switch {
+		case queued < b.alpha:
+			b.cwnd = min(b.max, b.cwnd+n/2)
+		case queued > b.beta:
+			b.cwnd = max(b.min, b.cwnd-n/2)
+		}
+	}
+	b.mu.Unlock()
+	b.release(n)
+}
+
 // release returns n bytes and wakes the first waiter.
 func (b *budget) release(n int) {
 	if n == 0 {
 		return
 	}
 	b.mu.Lock()
-	b.avail += n
+	b.inflight -= n
 	var w *Conn
 	if len(b.waiters) > 0 {
 		w = b.waiters[0]

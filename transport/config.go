@@ -17,24 +17,27 @@ type Config struct {
 	// the credit it grants (BlockSize to 16 MiB; default 1 MiB).
 	Window int
 	// ChunkSize is the largest payload this side puts in one data element
-	// (bounded by the peer's block-size; default 6144). Stanzas whose
-	// serialized size exceeds about 8 KiB cost ~40 ms each on an untuned
-	// Prosody 0.12 (its Nagle setting meets delayed ACKs); 6144 bytes of
-	// payload stay below that.
+	// (bounded by the peer's block-size; default 5120). A stanza whose
+	// serialized size exceeds 8192 bytes costs ~40 ms on an untuned Prosody
+	// 0.12: it writes it as an 8192-byte TLS record plus a tail that Nagle
+	// holds until the first part is acknowledged, which the client's kernel
+	// delays. 5120 bytes are 6828 in Base64, well below that with the IQ
+	// around them.
 	ChunkSize int
-	// SessionWindow bounds the payload bytes all tunnels of the session
-	// together have sent and not seen acknowledged (default 256 KiB, at
-	// least 65536). It keeps what a server may have to queue towards a
-	// client within what the sockets buffer: mellium answers IQs from its
-	// Serve goroutine under the same output lock as our data, so a server
-	// that stops reading a client while it cannot write to it (ejabberd does)
-	// would otherwise deadlock the session. Raise it for long fat paths.
+	// SessionWindow is the most payload all tunnels of the session together
+	// may have sent and not seen acknowledged (default 4 MiB). Within it the
+	// bound adapts to the path (TCP Vegas): it grows while acknowledgements
+	// come back as fast as ever and shrinks when they queue, so a server
+	// never has much of ours to hold. That matters beyond speed: mellium
+	// answers IQs from its Serve goroutine under the same output lock as our
+	// data, so a server that stops reading a client while it cannot write to
+	// it (ejabberd does) would otherwise deadlock the session.
 	SessionWindow int
 	// MaxTunnels bounds the tunnels of one Endpoint; a start beyond it is
 	// answered resource-constraint (wait). Default 4096.
 	MaxTunnels int
 	// AckTimeout is the acknowledgement timeout before any round trip has
-	// been measured (default 2 s); afterwards it follows the measured round
+	// been measured (default 3 s); afterwards it follows the measured round
 	// trips (RFC 6298), never below MinAckTimeout.
 	AckTimeout time.Duration
 	// MinAckTimeout bounds the adaptive acknowledgement timeout from below
@@ -73,11 +76,11 @@ func (c *Config) withDefaults() Config {
 	}
 	def(&d.BlockSize, xstanza.MaxBlockSize)
 	def(&d.Window, 1<<20)
-	def(&d.ChunkSize, 6144)
+	def(&d.ChunkSize, 5120)
 	def(&d.MaxTunnels, 4096)
-	def(&d.SessionWindow, 256<<10)
+	def(&d.SessionWindow, 4<<20)
 	def(&d.MaxTries, 8)
-	defd(&d.AckTimeout, 2*time.Second)
+	defd(&d.AckTimeout, 3*time.Second)
 	defd(&d.StartTimeout, 30*time.Second)
 	defd(&d.MinAckTimeout, time.Second)
 	defd(&d.CloseTimeout, 15*time.Second)
@@ -85,7 +88,6 @@ func (c *Config) withDefaults() Config {
 	d.BlockSize = clamp(d.BlockSize, xstanza.MinBlockSize, xstanza.MaxBlockSize)
 	d.Window = clamp(d.Window, d.BlockSize, xstanza.MaxWindow)
 	d.ChunkSize = clamp(d.ChunkSize, 1, xstanza.MaxBlockSize)
-	d.SessionWindow = max(d.SessionWindow, 65536)
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}

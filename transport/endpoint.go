@@ -81,7 +81,7 @@ func NewEndpoint(s Session, cfg *Config) *Endpoint {
 		tunnels:  make(map[tunnelKey]*Conn),
 		done:     make(chan struct{}),
 	}
-	e.budget.init(c.SessionWindow)
+	e.budget.init(c.ChunkSize, c.SessionWindow)
 	return e
 }
 

@@ -402,15 +402,18 @@ func (c *Conn) acked(f *flight) {
 		if c.nUnacked == 0 {
 			c.oldest = c.nextSeq
 		}
+		now := time.Now()
+		var rtt time.Duration
 		if f.tries == 1 {
-			c.rtt.sample(time.Since(f.sentAt))
+			rtt = now.Sub(f.sentAt)
+			c.rtt.sample(rtt)
 		}
 		n := len(f.payload)
 		c.reserved -= n
 		putBuf(f.payload)
 		f.payload = nil
 		c.mu.Unlock()
-		c.ep.budget.release(n)
+		c.ep.budget.acked(n, rtt, now)
 		signal(c.sendWake)
 	case kClose:
 		c.mu.Lock()

@@ -1,0 +1,52 @@
+package transport
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The session bound grows while acknowledgements come back as fast as the
+// fastest seen, shrinks to its minimum while they queue, and never leaves
+// its limits.
+func TestBudgetAdapts(t *testing.T) {
+	var b budget
+	b.init(6144, 4<<20)
+	require.Equal(t, 128<<10, b.cwnd)
+	now := time.Unix(1000, 0)
+	c := &Conn{sendWake: make(chan struct{}, 1)}
+	ack := func(rtt time.Duration) {
+		require.True(t, b.reserve(c, 6144))
+		b.acked(6144, rtt, now)
+	}
+	for range 2000 {
+		ack(time.Millisecond)
+	}
+	require.Equal(t, 4<<20, b.cwnd, "uncongested: up to the maximum")
+	for range 2000 {
+		ack(50 * time.Millisecond) // queued: 49/50 of the window
+	}
+	// Shrunk until the estimated queue is at most four blocks.
+	require.LessOrEqual(t, b.cwnd*49/50, 4*6144)
+	require.GreaterOrEqual(t, b.cwnd, 2*6144)
+	for range 100 {
+		ack(time.Millisecond)
+	}
+	require.Greater(t, b.cwnd, 2*6144)
+	require.Zero(t, b.inflight)
+
+	// A block sent twice gives no sample and leaves the bound alone.
+	w := b.cwnd
+	require.True(t, b.reserve(c, 6144))
+	b.acked(6144, 0, now)
+	require.Equal(t, w, b.cwnd)
+
+	// The base round trip is forgotten after two periods, so a path that got
+	// slower for good is not mistaken for a queue forever.
+	now = now.Add(basePeriod + time.Second)
+	ack(20 * time.Millisecond)
+	now = now.Add(basePeriod + time.Second)
+	ack(20 * time.Millisecond)
+	require.Equal(t, 20*time.Millisecond, b.base)
+}

@@ -41,7 +41,8 @@ type budget struct {
 
 const (
 	basePeriod  = 30 * time.Second
-	initialCwnd = 128 << 10
+	initialBlocks = 8        // the bound starts at eight blocks,
+	initialMin    = 64 << 10 // and at least 64 KiB, and adapts
 )
 
 // init sets the bounds for blocks of up to chunk bytes: at least two blocks,
@@ -50,7 +51,7 @@ const (
 func (b *budget) init(chunk, maximum int) {
 	b.min, b.max = 2*chunk, max(2*chunk, maximum)
 	b.alpha, b.beta = 2*chunk, 4*chunk
-	b.cwnd = min(max(initialCwnd, b.min), b.max)
+	b.cwnd = min(max(initialBlocks*chunk, initialMin), b.max)
 }
 
 func (b *budget) availLocked() int { return b.cwnd - b.inflight }
@@ -88,12 +89,12 @@ func (b *budget) enqueueLocked(c *Conn) {
 	}
 }
 
-// acked returns the n bytes of a block acknowledged after rtt (0 if the
-// block was sent more than once: no sample, as Karn's rule says) and adapts
-// the bound.
+// acked returns the n bytes of a block acknowledged after rtt and adapts
+// the bound. Each attempt of a block has its own IQ and
+// send time, so any answer gives a valid sample.
 func (b *budget) acked(n int, rtt time.Duration, now time.Time) {
 	b.mu.Lock()
-	if rtt > 0 {
+	if n > 0 {
 		if now.Sub(b.periodAt) > basePeriod {
 			b.base, b.cur, b.periodAt = b.cur, 0, now
 		}
@@ -103,7 +104,10 @@ func (b *budget) acked(n int, rtt time.Duration, now time.Time) {
 		if b.base == 0 || rtt < b.base {
 			b.base = rtt
 		}
-		queued := int(int64(b.cwnd) * int64(rtt-b.base) / int64(rtt))
+		queued := 0
+		if rtt > b.base {
+			queued = int(int64(b.cwnd) * int64(rtt-b.base) / int64(rtt))
+		}
 		switch {
 		case queued < b.alpha:
 			b.cwnd = min(b.max, b.cwnd+n/2)

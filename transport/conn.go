@@ -58,7 +58,7 @@ type Conn struct {
 	closed           chan struct{} // closed when our close is answered, or on failure
 	gone             chan struct{} // closed when the tunnel is gone (failure or both closed)
 	senderDone       chan struct{}
-	startOnce, waitO sync.Once
+	startOnce, stopOnce sync.Once
 
 	mu      sync.Mutex
 	state   connState
@@ -375,16 +375,28 @@ func (c *Conn) CloseWrite() error {
 	return c.waitClosed()
 }
 
-// waitClosed waits for our close to be answered, within the close timeout;
-// past it the tunnel is aborted (resource-constraint: the peer did not take
-// the data).
+// waitClosed waits for our close to be answered, as long as the session's
+// IQs are answered at least once per close timeout; past it the tunnel is
+// aborted (resource-constraint: the peer did not take the data).
 func (c *Conn) waitClosed() error {
-	t := time.NewTimer(c.ep.cfg.CloseTimeout)
+	d := c.ep.cfg.CloseTimeout
+	t := time.NewTimer(d)
 	defer t.Stop()
-	select {
-	case <-c.closed:
-	case <-t.C:
-		c.Abort(stanza.ResourceConstraint, "close timed out with data unacknowledged")
+wait:
+	for {
+		select {
+		case <-c.closed:
+			break wait
+		case <-t.C:
+			// A slow path that is still delivering gets more time: the
+			// bound is on the time without progress.
+			if since := time.Since(c.ep.lastAnswer()); since < d {
+				t.Reset(d - since)
+				continue
+			}
+			c.Abort(stanza.ResourceConstraint, "close timed out with data unacknowledged")
+			break wait
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -437,6 +449,7 @@ func (c *Conn) Close() error {
 		c.lingerFor(c.ep.cfg.Linger)
 	}
 	signal(c.sendWake)
+	c.stopIQs()
 	c.wait(c.ep.cfg.CloseTimeout)
 	return err
 }
@@ -591,11 +604,20 @@ func (c *Conn) finish(err error) {
 	c.ep.remove(c)
 	c.wakeAll()
 	signal(c.sendWake)
-	go func() {
-		<-c.senderDone
-		c.ep.syncOut()
-		c.cancel()
-	}()
+	c.stopIQs()
+}
+
+// stopIQs cancels, once the sender has stopped and everything it issued is
+// written, the IQs still waiting for their results: the tunnel is gone, or
+// it was closed and no longer reads, so no answer matters any more.
+func (c *Conn) stopIQs() {
+	c.stopOnce.Do(func() {
+		go func() {
+			<-c.senderDone
+			c.ep.syncOut()
+			c.cancel()
+		}()
+	})
 }
 
 // wait waits up to d for the tunnel's sender and IQ goroutines to end. Once

@@ -6,8 +6,10 @@ import (
 	"encoding/base64"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mellium.im/xmlstream"
@@ -53,7 +55,9 @@ type Endpoint struct {
 	cfg      Config
 	log      *slog.Logger
 
-	budget budget // payload bytes in flight, all tunnels together
+	budget  budget       // payload bytes in flight, all tunnels together
+	largest atomic.Int64 // serialized size of the largest data IQ sent, roughly
+	lastAns atomic.Int64 // when the last answer to one of our IQs came (Unix ns)
 
 	scratchMu sync.Mutex
 	scratch   []byte // decoded payload of the data element being handled
@@ -200,16 +204,42 @@ func (e *Endpoint) Close() error {
 func (e *Endpoint) SessionEnded(err error) {
 	cause := ErrSessionClosed
 	if err != nil {
-		cause = &sessionError{err}
+		cause = e.sessionError(err)
 	}
 	e.shutdown(cause, true)
 	e.wg.Wait()
 }
 
-type sessionError struct{ err error }
+// sessionError reports the end of the session with what Serve or a write
+// returned. If the tunnels had sent large stanzas, it says how large: a
+// server ends the stream of a client that sends a stanza over its size
+// limit, and mellium does not always report that stream error as such (a
+// reset connection is common).
+type sessionError struct {
+	err     error
+	largest int // serialized size of the largest data IQ sent, roughly
+}
 
-func (e *sessionError) Error() string   { return ErrSessionClosed.Error() + ": " + e.err.Error() }
+func (e *Endpoint) sessionError(err error) *sessionError {
+	return &sessionError{err: err, largest: int(e.largest.Load())}
+}
+
+func (e *sessionError) Error() string {
+	s := ErrSessionClosed.Error() + ": " + e.err.Error()
+	if e.largest > largeStanza {
+		s += fmt.Sprintf(" (the largest stanza sent was about %d bytes: servers end the stream of a client whose stanza exceeds their size limit; lower ChunkSize)", e.largest)
+	}
+	return s
+}
+
 func (e *sessionError) Unwrap() []error { return []error{ErrSessionClosed, e.err} }
+
+// largeStanza is the stanza size above which a session's end mentions it.
+const largeStanza = 10000
+
+// iqOverhead is roughly what an IQ and a data element add to the Base64
+// text.
+const iqOverhead = 200
 
 // shutdown fails every tunnel with err. dead says the session can no longer
 // write, so IQ contexts may be cancelled at once.
@@ -274,6 +304,13 @@ func (e *Endpoint) watch(st sessionState) {
 		e.mu.Unlock()
 	}
 }
+
+// answered records that an answer to one of our IQs came: the path is
+// delivering.
+func (e *Endpoint) answered() { e.lastAns.Store(time.Now().UnixNano()) }
+
+// lastAnswer returns when the last answer to one of our IQs came.
+func (e *Endpoint) lastAnswer() time.Time { return time.Unix(0, e.lastAns.Load()) }
 
 // lookup returns the tunnel with peer and sid, or nil.
 func (e *Endpoint) lookup(peer, sid string) *Conn {

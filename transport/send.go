@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"mellium.im/xmlstream"
@@ -39,7 +38,16 @@ type flight struct {
 	limit   uint64
 	cond    stanza.Condition
 	tries   int
-	sentAt  time.Time
+	// ctx ends when the flight is settled (answered, superseded, or the
+	// tunnel is gone): its attempts stop waiting then.
+	ctx    context.Context
+	settle context.CancelFunc
+}
+
+// newFlight returns a flight of the tunnel.
+func (c *Conn) newFlight(k kind) *flight {
+	ctx, cancel := context.WithCancel(c.ctx)
+	return &flight{kind: k, ctx: ctx, settle: cancel}
 }
 
 // maxBackoff caps the acknowledgement timeout after repeated timeouts.
@@ -99,14 +107,16 @@ func (c *Conn) nextFlightLocked() *flight {
 			return nil
 		}
 		c.abortSent = true
-		return &flight{kind: kAbort, cond: c.abortCond}
+		f := c.newFlight(kAbort)
+		f.cond = c.abortCond
+		return f
 	}
 	if c.senderExitLocked() {
 		return nil
 	}
 	if c.initiator && !c.startSent {
 		c.startSent = true
-		return &flight{kind: kStart}
+		return c.newFlight(kStart)
 	}
 	for len(c.retrans) > 0 {
 		f := c.retrans[0]
@@ -114,7 +124,8 @@ func (c *Conn) nextFlightLocked() *flight {
 		c.retrans = c.retrans[1:]
 		switch {
 		case f.kind == kCredit && (f.limit < c.rflow.limit || c.peerClosed || c.readStopped):
-			continue // superseded: a higher limit has been sent
+			f.settle() // superseded: a higher limit has been sent
+			continue
 		case f.kind == kData && c.unacked[f.seq&255] != f:
 			continue // acknowledged meanwhile
 		}
@@ -125,7 +136,9 @@ func (c *Conn) nextFlightLocked() *flight {
 		if !c.peerClosed && !c.readStopped {
 			if limit, ok := c.rflow.update(); ok {
 				c.rflow.sent(limit)
-				return &flight{kind: kCredit, limit: limit}
+				f := c.newFlight(kCredit)
+				f.limit = limit
+				return f
 			}
 		}
 	}
@@ -134,7 +147,7 @@ func (c *Conn) nextFlightLocked() *flight {
 	}
 	if c.writeClosed && !c.closeSent && c.state == stateOpen && len(c.sendQ) == 0 && c.nUnacked == 0 {
 		c.closeSent = true
-		return &flight{kind: kClose}
+		return c.newFlight(kClose)
 	}
 	return nil
 }
@@ -188,7 +201,8 @@ func (c *Conn) nextDataLocked() *flight {
 		}
 	}
 	c.sflow.take(n)
-	f := &flight{kind: kData, seq: c.nextSeq, payload: p}
+	f := c.newFlight(kData)
+	f.seq, f.payload = c.nextSeq, p
 	if c.nUnacked == 0 {
 		c.oldest = c.nextSeq
 	}
@@ -202,13 +216,29 @@ func (c *Conn) nextDataLocked() *flight {
 	return f
 }
 
-// transmit sends f and handles its response. written is closed once f's
-// stanza is completely encoded (its position in the session's output is then
-// fixed), or once SendIQ has given up on it.
+// transmit sends one attempt of f and handles its response. written is
+// closed once the stanza is completely encoded (its position in the
+// session's output is then fixed), or once SendIQ has given up on it.
+//
+// An attempt whose answer is late makes the flight go again but keeps
+// waiting itself: mellium would drop a response that comes after the wait
+// has ended, and on a slow path (a server's shaper) the first copy's answer
+// is usually on its way. Whichever attempt is answered first settles the
+// flight and ends the others' waits; each attempt knows its own send time,
+// so every answer is a valid round-trip sample.
 func (c *Conn) transmit(f *flight, written chan struct{}) {
 	defer c.wg.Done()
 	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
+	// Once the flight is settled this attempt stops waiting, but only once
+	// its stanza is out: cancelling a send's context while it writes would
+	// cut the stanza in half (mellium turns it into a write deadline).
+	stop := context.AfterFunc(f.ctx, func() {
+		<-written
+		c.ep.syncOut()
+		cancel()
+	})
+	defer stop()
 
 	c.mu.Lock()
 	rto := c.rtt.timeout(f.tries)
@@ -220,19 +250,19 @@ func (c *Conn) transmit(f *flight, written chan struct{}) {
 	}
 	c.mu.Unlock()
 	var (
-		timedOut atomic.Bool
-		timer    *time.Timer
-		once     sync.Once
-		b64      []byte
+		timer  *time.Timer
+		once   sync.Once
+		b64    []byte
+		sentAt time.Time
 	)
 	markWritten := func() {
 		once.Do(func() {
-			f.sentAt = time.Now()
+			sentAt = time.Now()
 			if b64 != nil {
 				putBuf(b64)
 			}
 			close(written)
-			timer = time.AfterFunc(rto, func() { c.ackTimeout(ctx, cancel, &timedOut, rto) })
+			timer = time.AfterFunc(rto, func() { c.ackTimeout(f, sentAt) })
 		})
 	}
 	var payload xml.TokenReader
@@ -240,7 +270,11 @@ func (c *Conn) transmit(f *flight, written chan struct{}) {
 	case kStart:
 		payload = xstanza.Start{SID: c.sid, BlockSize: c.blockSize, Window: int(c.rflow.window)}.TokenReader()
 	case kData:
-		b64 = getBuf(b64len(len(f.payload)))
+		n := b64len(len(f.payload))
+		b64 = getBuf(n)
+		if size := int64(n + iqOverhead); size > c.ep.largest.Load() {
+			c.ep.largest.Store(size)
+		}
 		payload = xstanza.Data{SID: c.sid, Seq: f.seq, Payload: f.payload}.TokenReaderBuf(b64)
 	case kCredit:
 		payload = xstanza.Credit{SID: c.sid, Limit: f.limit}.TokenReader()
@@ -260,43 +294,59 @@ func (c *Conn) transmit(f *flight, written chan struct{}) {
 		timer.Stop()
 	}
 	if err != nil {
-		switch {
-		case timedOut.Load():
-			c.retry(f, ErrAckTimeout, 0)
-		case c.ctx.Err() != nil:
-			// The tunnel is gone; nobody waits for this IQ any more.
-		default:
+		if c.ctx.Err() == nil && f.ctx.Err() == nil {
 			// Sending failed: the session cannot write any more.
-			c.ep.shutdown(&sessionError{err}, true)
+			c.ep.shutdown(c.ep.sessionError(err), true)
 		}
 		return
 	}
-	c.response(f, resp)
+	c.response(f, resp, time.Since(sentAt))
 }
 
 func b64len(n int) int { return (n + 2) / 3 * 4 }
 
-// ackTimeout runs when f's result has not come within rto. The IQ's context
-// is cancelled only once the stanza is known to be completely written (see
-// Endpoint.syncOut); if the session's output held it up for a while, it gets
-// a full timeout from the moment it left.
-func (c *Conn) ackTimeout(ctx context.Context, cancel context.CancelFunc, timedOut *atomic.Bool, rto time.Duration) {
+// ackTimeout runs when an attempt of f sent at sentAt has had no answer
+// within the timeout it had then. f goes again (or, after MaxTries, the
+// tunnel fails) only once the attempt has had no answer for a full current
+// timeout, counted from the later of its sending and the session's latest
+// answer (as TCP restarts its retransmission timer on each acknowledgement:
+// an IQ waiting behind others a slow path is still delivering is not
+// lost), and from the moment it left if the session's output held it up.
+// The timeout is recomputed each time, so round trips measured meanwhile
+// count.
+func (c *Conn) ackTimeout(f *flight, sentAt time.Time) {
 	for {
-		t0 := time.Now()
-		c.ep.syncOut()
-		if time.Since(t0) < rto/2 {
-			break
-		}
-		t := time.NewTimer(rto)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if f.ctx.Err() != nil {
 			return
 		}
+		c.mu.Lock()
+		rto := c.rtt.timeout(f.tries)
+		c.mu.Unlock()
+		due := sentAt.Add(rto)
+		if last := c.ep.lastAnswer().Add(rto); last.After(due) {
+			due = last
+		}
+		if d := time.Until(due); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+				continue
+			case <-f.ctx.Done():
+				t.Stop()
+				return
+			}
+		}
+		t0 := time.Now()
+		c.ep.syncOut()
+		if time.Since(t0) >= rto/2 {
+			sentAt = time.Now()
+			continue
+		}
+		break
 	}
-	timedOut.Store(true)
-	cancel()
+	if f.ctx.Err() == nil {
+		c.retry(f, ErrAckTimeout, 0)
+	}
 }
 
 // iqReader yields an IQ-set around payload and calls done as it hands out
@@ -337,7 +387,7 @@ func (r *iqReader) Token() (xml.Token, error) {
 // comes from the peer's full JID (mellium matches responses by id alone).
 // The response is read and closed before anything is done about it: Serve
 // is parked until it is closed, and a backoff must not stall the session.
-func (c *Conn) response(f *flight, resp xmlstream.TokenReadCloser) {
+func (c *Conn) response(f *flight, resp xmlstream.TokenReadCloser, rtt time.Duration) {
 	tok, err := resp.Token()
 	start, ok := tok.(xml.StartElement)
 	if err != nil || !ok {
@@ -345,6 +395,7 @@ func (c *Conn) response(f *flight, resp xmlstream.TokenReadCloser) {
 		c.retry(f, errBadResponse, 0)
 		return
 	}
+	c.ep.answered()
 	from, typ := rawAttr(&start, "from"), rawAttr(&start, "type")
 	var (
 		p    xstanza.Proceed
@@ -377,7 +428,7 @@ func (c *Conn) response(f *flight, resp xmlstream.TokenReadCloser) {
 			c.established(p, perr)
 			return
 		}
-		c.acked(f)
+		c.acked(f, rtt)
 	case string(stanza.ErrorIQ):
 		c.rejected(f, se)
 	default:
@@ -385,8 +436,9 @@ func (c *Conn) response(f *flight, resp xmlstream.TokenReadCloser) {
 	}
 }
 
-// acked handles a result.
-func (c *Conn) acked(f *flight) {
+// acked handles a result to an attempt of f sent rtt ago.
+func (c *Conn) acked(f *flight, rtt time.Duration) {
+	defer f.settle()
 	switch f.kind {
 	case kData:
 		c.mu.Lock()
@@ -403,11 +455,7 @@ func (c *Conn) acked(f *flight) {
 			c.oldest = c.nextSeq
 		}
 		now := time.Now()
-		var rtt time.Duration
-		if f.tries == 1 {
-			rtt = now.Sub(f.sentAt)
-			c.rtt.sample(rtt)
-		}
+		c.rtt.sample(rtt)
 		n := len(f.payload)
 		c.reserved -= n
 		putBuf(f.payload)
@@ -479,6 +527,7 @@ func (c *Conn) rejected(f *flight, se stanza.Error) {
 		c.retry(f, se, c.waitBackoff(f))
 		return
 	}
+	defer f.settle()
 	if f.kind == kAbort {
 		return
 	}
@@ -491,7 +540,7 @@ func (c *Conn) rejected(f *flight, se stanza.Error) {
 		// A retransmitted close whose first copy arrived: the peer has
 		// already forgotten the tunnel.
 		c.mu.Unlock()
-		c.acked(f)
+		c.acked(f, 0)
 		return
 	}
 	if c.state == stateOpening && f.kind == kData {
@@ -571,6 +620,9 @@ func (r *rttEstimator) init(cfg Config) {
 }
 
 func (r *rttEstimator) sample(d time.Duration) {
+	if d <= 0 {
+		return
+	}
 	if !r.has {
 		r.srtt, r.rttvar, r.has = d, d/2, true
 		return

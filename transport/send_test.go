@@ -94,11 +94,6 @@ func TestSenderRetransmitsOnTimeout(t *testing.T) {
 		second := f.next(t) // blocks until fake time reaches the timeout
 		require.Equal(t, 2*time.Second, time.Since(t0))
 		require.Equal(t, first.elem, second.elem)
-		select {
-		case <-first.ctxDone:
-		default:
-			t.Fatal("the first IQ is still waiting")
-		}
 		third := f.next(t)
 		require.Equal(t, 2*time.Second+4*time.Second, time.Since(t0)) // backoff doubles
 		require.Equal(t, first.elem, third.elem)
@@ -108,6 +103,36 @@ func TestSenderRetransmitsOnTimeout(t *testing.T) {
 		require.Equal(t, 3, re.Tries)
 		require.ErrorIs(t, err, ErrAckTimeout)
 		require.Equal(t, 2*time.Second+4*time.Second+8*time.Second, time.Since(t0))
+		for _, s := range []*sentIQ{first, second, third} {
+			<-s.ctxDone // nobody waits any more
+		}
+	})
+}
+
+// A copy sent again does not stop the first copy's wait: on a slow path its
+// answer is usually on the way, and it settles the block; the other copies
+// then stop waiting and nothing more is sent.
+func TestSenderLateAnswerCounts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, _, c, start := initiator(t, &Config{AckTimeout: 2 * time.Second})
+		proceed(start, 4096, 65536)
+		_, err := c.Write([]byte("hello"))
+		require.NoError(t, err)
+		first := f.next(t)
+		second := f.next(t)
+		require.Equal(t, first.elem, second.elem)
+		select {
+		case <-first.ctxDone:
+			t.Fatal("the first copy stopped waiting")
+		default:
+		}
+		first.ack()
+		<-second.ctxDone
+		synctest.Wait()
+		f.none(t)
+		time.Sleep(time.Minute)
+		f.none(t)
+		require.NoError(t, c.Err())
 	})
 }
 
@@ -550,5 +575,30 @@ func TestSessionWindow(t *testing.T) {
 		for _, c := range conns {
 			require.Equal(t, 100<<10, sent[c.SID()], c.SID())
 		}
+	})
+}
+
+// As TCP restarts its retransmission timer on each acknowledgement, an IQ
+// that waits behind others the path is still delivering is not sent again
+// while answers keep coming.
+func TestSenderTimerRestartsOnProgress(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, _, c, start := initiator(t, &Config{AckTimeout: 2 * time.Second, ChunkSize: 4096})
+		proceed(start, 4096, 65536)
+		_, err := c.Write(make([]byte, 3*4096))
+		require.NoError(t, err)
+		var out []*sentIQ
+		for range 3 {
+			out = append(out, f.next(t))
+		}
+		for _, s := range out {
+			time.Sleep(1500 * time.Millisecond) // each answer within 2 s of the last
+			synctest.Wait()
+			f.none(t)
+			s.ack()
+		}
+		synctest.Wait()
+		f.none(t)
+		require.NoError(t, c.Err())
 	})
 }

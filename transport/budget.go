@@ -40,7 +40,7 @@ type budget struct {
 }
 
 const (
-	basePeriod  = 30 * time.Second
+	basePeriod    = 30 * time.Second
 	initialBlocks = 8        // the bound starts at eight blocks,
 	initialMin    = 64 << 10 // and at least 64 KiB, and adapts
 )

@@ -49,15 +49,15 @@ type Conn struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the sender and every in-flight IQ (added to only by the sender)
 
-	rdl, wdl         *deadline
-	readSem, wrSem   chan struct{} // serialise Read and Write callers
-	readWake         chan struct{} // capacity 1: data, EOF or failure for Read
-	writeWake        chan struct{} // capacity 1: room, credit or failure for Write
-	sendWake         chan struct{} // capacity 1: work for the sender
-	estab            chan struct{} // closed when opening is over
-	closed           chan struct{} // closed when our close is answered, or on failure
-	gone             chan struct{} // closed when the tunnel is gone (failure or both closed)
-	senderDone       chan struct{}
+	rdl, wdl            *deadline
+	readSem, wrSem      chan struct{} // serialise Read and Write callers
+	readWake            chan struct{} // capacity 1: data, EOF or failure for Read
+	writeWake           chan struct{} // capacity 1: room, credit or failure for Write
+	sendWake            chan struct{} // capacity 1: work for the sender
+	estab               chan struct{} // closed when opening is over
+	closed              chan struct{} // closed when our close is answered, or on failure
+	gone                chan struct{} // closed when the tunnel is gone (failure or both closed)
+	senderDone          chan struct{}
 	startOnce, stopOnce sync.Once
 
 	mu      sync.Mutex

@@ -37,6 +37,17 @@ type Config struct {
 	// *PinMismatchError. Default: refuse.
 	AcceptKeyChange func(*PinMismatchError) bool
 
+	// PairingCode returns the pairing code for a peer that no other rule
+	// trusts (and for a pinned peer whose key changed): the TLS handshake
+	// then completes provisionally and both ends run a password-authenticated
+	// key exchange (CPace) bound to this TLS connection; only if both used
+	// the same code is the peer trusted (TrustPaired) and its key pinned
+	// (Pins must be set). A code people read to each other comes from
+	// NewPairingCode; a device may return its long-lived printed secret for
+	// every peer. After three failures with the same code for a peer, the
+	// code is refused: make a new one.
+	PairingCode func(peer jid.JID) ([]byte, bool)
+
 	// AcceptPeer decides whether a peer may open a tunnel to us (a Listener
 	// must exist too). Default: any peer.
 	AcceptPeer func(peer jid.JID) bool
@@ -77,6 +88,7 @@ const (
 	TrustPinned                         // a pinned fingerprint for the peer's bare JID
 	TrustFirstUse                       // first contact, now pinned
 	TrustApplication                    // Config.VerifyPeer or Config.AcceptKeyChange
+	TrustPaired                         // pairing with a code, now pinned
 )
 
 func (t TrustMethod) String() string {
@@ -91,6 +103,8 @@ func (t TrustMethod) String() string {
 		return "first-use"
 	case TrustApplication:
 		return "application"
+	case TrustPaired:
+		return "paired"
 	}
 	return fmt.Sprintf("TrustMethod(%d)", int(t))
 }
@@ -119,6 +133,12 @@ type State struct {
 	Fingerprint      Fingerprint
 	// Trust says how the peer was trusted.
 	Trust TrustMethod
+	// Pinned is the fingerprint pinned for the peer's bare JID that this
+	// connection matched or set (zero for PKIX or the application's
+	// decision); ViaUserCA says it is the key of the person's own CA
+	// (NewUserCA) rather than the device's.
+	Pinned    Fingerprint
+	ViaUserCA bool
 }
 
 // PeerCertificate returns the peer's leaf certificate.

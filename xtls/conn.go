@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -23,10 +24,15 @@ type Conn struct {
 	raw *rawConn
 	tls *tls.Conn
 
+	dialCode []byte // a pairing code given to Dial: pair in any case
+
+	hsMu   sync.Mutex // serialises Handshake
+	hsDone bool
+	hsErr  error
+
 	mu      sync.Mutex
 	state   State
 	verdict verdict
-	done    bool // handshake finished and committed
 
 	// wroteAfterPeerClose records an application Write after the peer
 	// closed its direction: such data may be refused if the peer stopped
@@ -66,8 +72,8 @@ func (r *rawConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (h *Handler) newConn(tc *transport.Conn) *Conn {
-	c := &Conn{h: h, raw: &rawConn{Conn: tc, checkHead: !tc.Initiator()}}
+func (h *Handler) newConn(tc *transport.Conn, dialCode []byte) *Conn {
+	c := &Conn{h: h, raw: &rawConn{Conn: tc, checkHead: !tc.Initiator()}, dialCode: dialCode}
 	c.state = State{Peer: tc.Peer(), Local: h.ep.LocalAddr(), SID: tc.SID(), Initiator: tc.Initiator()}
 	cfg := h.serverTLS
 	if tc.Initiator() {
@@ -79,7 +85,7 @@ func (h *Handler) newConn(tc *transport.Conn) *Conn {
 		c.mu.Lock()
 		st := c.state
 		c.mu.Unlock()
-		v, err := h.verify(cs, peer, &st)
+		v, err := h.verify(cs, peer, &st, c.pairingCode())
 		if err != nil {
 			return err
 		}
@@ -96,19 +102,100 @@ func (h *Handler) newConn(tc *transport.Conn) *Conn {
 	return c
 }
 
-// Handshake runs the TLS handshake if it has not run yet and records the
-// trust decision (a first-use pin, say). Dial and Accept return connections
-// whose handshake is complete, so calling it is needed only to learn the
-// outcome of a handshake that failed.
+// Handshake runs the TLS handshake if it has not run yet, then pairing if
+// a code is needed or was given to Dial, and records the trust decision (a
+// pin, say). Dial and Accept return connections whose handshake is
+// complete, so calling it is needed only to learn the outcome of a
+// handshake that failed.
 func (c *Conn) Handshake(ctx context.Context) error {
-	if err := c.tls.HandshakeContext(ctx); err != nil {
-		return err
+	c.hsMu.Lock()
+	defer c.hsMu.Unlock()
+	if c.hsDone {
+		return c.hsErr
 	}
+	err := c.tls.HandshakeContext(ctx)
+	if err == nil {
+		err = c.afterTLS(ctx)
+	}
+	if err == nil {
+		err = c.record()
+	}
+	var crossed *transport.CrossedError
+	if !errors.As(err, &crossed) {
+		c.hsDone, c.hsErr = true, err
+	}
+	return err
+}
+
+// afterTLS exchanges the mode byte and pairs if either end needs it, before
+// any application data.
+func (c *Conn) afterTLS(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { c.tls.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	c.mu.Lock()
+	v := c.verdict
+	c.mu.Unlock()
+	peer := c.state.Peer
+	var code []byte
+	if c.state.Initiator {
+		if !v.pair && c.dialCode == nil {
+			_, err := c.tls.Write([]byte{modeApp})
+			return err
+		}
+		code = c.pairingCode()
+		if c.h.pairs.count(peer, code) >= maxPairFailures {
+			return &PairingError{Peer: peer, Reason: PairingCodeDead}
+		}
+		if _, err := c.tls.Write([]byte{modePair}); err != nil {
+			return &PairingError{Peer: peer, Reason: PairingBroken, Err: err}
+		}
+		if err := c.pairAsInitiator(code); err != nil {
+			return err
+		}
+	} else {
+		var m [1]byte
+		if _, err := io.ReadFull(c.tls, m[:]); err != nil {
+			if v.pair {
+				return &PairingError{Peer: peer, Reason: PairingBroken, Err: err}
+			}
+			return err
+		}
+		switch m[0] {
+		case modeApp:
+			if v.pair {
+				return &PairingError{Peer: peer, Reason: PairingRequired}
+			}
+			return nil
+		case modePair:
+		default:
+			return &PairingError{Peer: peer, Reason: PairingBroken, Err: fmt.Errorf("unknown mode byte 0x%02x", m[0])}
+		}
+		if code = c.pairingCode(); code == nil {
+			c.sendFail(PairingNoCode)
+			return &PairingError{Peer: peer, Reason: PairingNoCode}
+		}
+		if c.h.pairs.count(peer, code) >= maxPairFailures {
+			c.sendFail(PairingCodeDead)
+			return &PairingError{Peer: peer, Reason: PairingCodeDead}
+		}
+		if err := c.pairAsResponder(code); err != nil {
+			return err
+		}
+	}
+	// Paired: the peer's key (or its person's CA) is pinned.
+	c.mu.Lock()
+	c.verdict.trust, c.verdict.pair = TrustPaired, false
+	if !c.verdict.replace {
+		c.verdict.pin = true
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// record commits the trust decision (pins) and completes the State.
+func (c *Conn) record() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.done {
-		return nil
-	}
 	if err := c.h.commit(c.verdict, c.state.Peer); err != nil {
 		return err
 	}
@@ -117,7 +204,9 @@ func (c *Conn) Handshake(ctx context.Context) error {
 	c.state.PeerCertificates = c.verdict.certs
 	c.state.Fingerprint = c.verdict.fp
 	c.state.Trust = c.verdict.trust
-	c.done = true
+	if c.verdict.trust == TrustPinned || c.verdict.pin || c.verdict.replace {
+		c.state.Pinned, c.state.ViaUserCA = c.verdict.pinFP, c.verdict.viaCA
+	}
 	return nil
 }
 

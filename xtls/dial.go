@@ -19,7 +19,16 @@ import (
 type DialOption func(*dialConfig)
 
 type dialConfig struct {
-	sid string
+	sid  string
+	code []byte
+}
+
+// WithPairingCode pairs with the peer using code, whether or not another
+// rule trusts it: after the TLS handshake both ends run CPace with the code
+// (the peer's Config.PairingCode must return the same one) and, if both
+// used the same, pin each other's keys (TrustPaired). See NewPairingCode.
+func WithPairingCode(code string) DialOption {
+	return func(c *dialConfig) { c.code = NormalizePairingCode([]byte(code)) }
 }
 
 // WithSID opens the tunnel with the given sid instead of a random one. Two
@@ -50,13 +59,13 @@ func (h *Handler) Dial(ctx context.Context, peer jid.JID, opts ...DialOption) (*
 	if err != nil {
 		return nil, fmt.Errorf("xtls: dial %s: %w", peer, err)
 	}
-	c := h.newConn(tc)
+	c := h.newConn(tc, o.code)
 	err = c.Handshake(ctx)
 	var crossed *transport.CrossedError
 	if errors.As(err, &crossed) {
 		// The peer dialed us with the same sid at the same moment and its
 		// start won: its tunnel is ours, and we are its TLS server.
-		c = h.newConn(crossed.Conn)
+		c = h.newConn(crossed.Conn, o.code)
 		err = c.Handshake(ctx)
 	}
 	if err != nil {

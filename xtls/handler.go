@@ -28,6 +28,8 @@ type Handler struct {
 
 	clientTLS, serverTLS *tls.Config
 
+	pairs pairState // failed pairings per peer and code
+
 	mu     sync.Mutex
 	ln     *Listener
 	closed bool
@@ -134,7 +136,7 @@ func (h *Handler) accept(tc *transport.Conn) error {
 
 func (h *Handler) serverHandshake(ln *Listener, tc *transport.Conn) {
 	defer h.hs.Done()
-	c := h.newConn(tc)
+	c := h.newConn(tc, nil)
 	ctx, cancel := contextWithTimeout(h.cfg.HandshakeTimeout, ln.done)
 	err := c.Handshake(ctx)
 	cancel()

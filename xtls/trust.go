@@ -26,21 +26,27 @@ var cipherSuites12 = []uint16{
 // holds the key.
 type verdict struct {
 	trust   TrustMethod
-	fp      Fingerprint
-	certs   []*x509.Certificate
-	pin     bool // pin fp (first use)
-	replace bool // replace the pins with fp (accepted key change)
+	fp      Fingerprint         // the leaf's fingerprint
+	pinFP   Fingerprint         // what is (to be) pinned: the leaf's, or its user CA's
+	viaCA   bool                // pinFP is the peer's user CA
+	certs   []*x509.Certificate //
+	pin     bool                // pin pinFP (first use, pairing)
+	replace bool                // replace the pins with pinFP (accepted key change, re-pairing)
+	pair    bool                // trusted only if pairing with a code succeeds
 }
 
 // verify decides whether the certificate chain a peer presented is trusted,
-// in the documented order. It runs inside tls.Config.VerifyConnection.
-func (h *Handler) verify(cs tls.ConnectionState, peer jid.JID, st *State) (verdict, error) {
+// in the documented order. It runs inside tls.Config.VerifyConnection. When
+// no rule trusts the peer but code (a pairing code for it) is set, the
+// handshake may complete provisionally: the verdict then says pair.
+func (h *Handler) verify(cs tls.ConnectionState, peer jid.JID, st *State, code []byte) (verdict, error) {
 	certs := cs.PeerCertificates
 	if len(certs) == 0 {
 		return verdict{}, &UntrustedError{Peer: peer, Err: errors.New("no certificate")}
 	}
 	leaf := certs[0]
 	v := verdict{fp: SPKIFingerprint(leaf), certs: certs}
+	v.pinFP = v.fp
 	reject := func(err error) (verdict, error) {
 		names, _ := XMPPAddrs(leaf)
 		h.log.Warn("xtls: certificate rejected", "peer", peer.String(), "fingerprint", v.fp.String(),
@@ -61,9 +67,21 @@ func (h *Handler) verify(cs tls.ConnectionState, peer jid.JID, st *State) (verdi
 			pkixErr = err
 		}
 	}
-	// The other rules trust a key, not a chain: the leaf must still be valid.
+	// The other rules trust a key, not a chain: the leaf must still be valid,
+	// and so must the person's CA if the chain has one; then the CA's key
+	// is what is pinned.
 	if err := checkValidity(leaf, now); err != nil {
 		return reject(err)
+	}
+	ca, err := userCAFor(certs, peer)
+	if err != nil {
+		return reject(err)
+	}
+	if ca != nil {
+		if err := checkValidity(ca, now); err != nil {
+			return reject(err)
+		}
+		v.pinFP, v.viaCA = SPKIFingerprint(ca), true
 	}
 	bare := peer.Bare()
 	var pins []Fingerprint
@@ -73,14 +91,22 @@ func (h *Handler) verify(cs tls.ConnectionState, peer jid.JID, st *State) (verdi
 			return reject(err)
 		}
 		if slices.Contains(pins, v.fp) {
+			v.trust, v.pinFP, v.viaCA = TrustPinned, v.fp, false
+			return v, nil
+		}
+		if v.viaCA && slices.Contains(pins, v.pinFP) {
 			v.trust = TrustPinned
 			return v, nil
 		}
 	}
 	if len(pins) > 0 {
-		mismatch := &PinMismatchError{Peer: peer, Pinned: pins, Presented: v.fp}
-		if h.cfg.AcceptKeyChange != nil && h.cfg.AcceptKeyChange(mismatch) {
+		mismatch := &PinMismatchError{Peer: peer, Pinned: pins, Presented: v.pinFP}
+		switch {
+		case h.cfg.AcceptKeyChange != nil && h.cfg.AcceptKeyChange(mismatch):
 			v.trust, v.replace = TrustApplication, true
+			return v, nil
+		case code != nil:
+			v.pair, v.replace = true, true // pairing again replaces the pins
 			return v, nil
 		}
 		return reject(mismatch)
@@ -96,9 +122,13 @@ func (h *Handler) verify(cs tls.ConnectionState, peer jid.JID, st *State) (verdi
 		if err := h.cfg.VerifyPeer(s); err == nil {
 			v.trust = TrustApplication
 			return v, nil
-		} else {
+		} else if code == nil {
 			return reject(&UntrustedError{Peer: peer, Fingerprint: v.fp, Err: err})
 		}
+	}
+	if code != nil && h.cfg.Pins != nil {
+		v.pair, v.pin = true, true
+		return v, nil
 	}
 	return reject(&UntrustedError{Peer: peer, Fingerprint: v.fp, Err: pkixErr})
 }
@@ -106,10 +136,10 @@ func (h *Handler) verify(cs tls.ConnectionState, peer jid.JID, st *State) (verdi
 // commit records what the verdict decided once the handshake succeeded.
 func (h *Handler) commit(v verdict, peer jid.JID) error {
 	switch {
-	case v.pin:
-		return h.cfg.Pins.AddPin(peer.Bare(), v.fp)
 	case v.replace:
-		return h.cfg.Pins.ReplacePins(peer.Bare(), v.fp)
+		return h.cfg.Pins.ReplacePins(peer.Bare(), v.pinFP)
+	case v.pin:
+		return h.cfg.Pins.AddPin(peer.Bare(), v.pinFP)
 	}
 	return nil
 }

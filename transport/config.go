@@ -16,6 +16,12 @@ type Config struct {
 	// Window is how many payload bytes this side buffers unread per tunnel:
 	// the credit it grants (BlockSize to 16 MiB; default 1 MiB).
 	Window int
+	// MaxWindow bounds auto-tuning: when the application reads a window
+	// in less than about two round trips, the window doubles, up to
+	// MaxWindow (Window to 16 MiB; default 8 MiB), as quic-go tunes its
+	// flow control. The memory it costs is only what the application
+	// leaves unread. Set it to Window to turn auto-tuning off.
+	MaxWindow int
 	// ChunkSize is the largest payload this side puts in one data element
 	// (bounded by the peer's block-size; default 5120). A stanza whose
 	// serialized size exceeds 8192 bytes costs ~40 ms on an untuned Prosody
@@ -76,6 +82,7 @@ func (c *Config) withDefaults() Config {
 	}
 	def(&d.BlockSize, xstanza.MaxBlockSize)
 	def(&d.Window, 1<<20)
+	def(&d.MaxWindow, 8<<20)
 	def(&d.ChunkSize, 5120)
 	def(&d.MaxTunnels, 4096)
 	def(&d.SessionWindow, 4<<20)
@@ -87,6 +94,7 @@ func (c *Config) withDefaults() Config {
 	defd(&d.Linger, 2*time.Minute)
 	d.BlockSize = clamp(d.BlockSize, xstanza.MinBlockSize, xstanza.MaxBlockSize)
 	d.Window = clamp(d.Window, d.BlockSize, xstanza.MaxWindow)
+	d.MaxWindow = clamp(d.MaxWindow, d.Window, xstanza.MaxWindow)
 	d.ChunkSize = clamp(d.ChunkSize, 1, xstanza.MaxBlockSize)
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)

@@ -126,7 +126,7 @@ func newConn(e *Endpoint, peer jid.JID, sid string, initiator bool) *Conn {
 		senderDone: make(chan struct{}),
 	}
 	c.key = tunnelKey{c.peerStr, sid}
-	c.rflow.init(e.cfg.Window)
+	c.rflow.init(e.cfg.Window, e.cfg.MaxWindow)
 	c.rtt.init(e.cfg)
 	if initiator {
 		// Until proceed: one data element of at most FirstFlightMax bytes.

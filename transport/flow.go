@@ -1,6 +1,9 @@
 package transport
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // Flow control counts decoded payload bytes with absolute limits, as QUIC's
 // MAX_STREAM_DATA does: a credit element says how many bytes the peer may
@@ -58,11 +61,39 @@ type recvFlow struct {
 	limit    uint64 // highest limit sent to the peer (the window is the first)
 	received uint64 // distinct payload bytes received, gaps included
 	consumed uint64 // bytes the application has read
+
+	// auto-tuning: the epoch is the time since the window last changed or
+	// was last checked.
+	maxWindow     uint64
+	epochAt       time.Time
+	epochConsumed uint64
 }
 
-func (f *recvFlow) init(window int) {
+func (f *recvFlow) init(window, maxWindow int) {
 	f.window = uint64(window)
 	f.limit = uint64(window)
+	f.maxWindow = uint64(max(window, maxWindow))
+}
+
+// autoTune doubles the window, up to maxWindow, when the application read
+// more than half a window in less than four round trips per window (the
+// rule of quic-go's flow controller): then the window, not the reader, is
+// what limits the peer. It starts a new epoch either way. Called when an
+// update is about to be sent; rtt is this side's smoothed round trip (zero
+// before any was measured: no tuning).
+func (f *recvFlow) autoTune(now time.Time, rtt time.Duration) {
+	read := f.consumed - f.epochConsumed
+	if f.epochAt.IsZero() || rtt <= 0 || read <= f.window/2 {
+		if f.epochAt.IsZero() || rtt <= 0 {
+			f.epochAt, f.epochConsumed = now, f.consumed
+		}
+		return
+	}
+	fraction := float64(read) / float64(f.window)
+	if now.Sub(f.epochAt) < time.Duration(4*fraction*float64(rtt)) {
+		f.grow(min(2*f.window, f.maxWindow))
+	}
+	f.epochAt, f.epochConsumed = now, f.consumed
 }
 
 // receive counts n bytes of a block received for the first time. It fails if

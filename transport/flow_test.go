@@ -3,6 +3,7 @@ package transport
 import (
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -30,7 +31,7 @@ func TestSendFlow(t *testing.T) {
 
 func TestRecvFlow(t *testing.T) {
 	var f recvFlow
-	f.init(1000)
+	f.init(1000, 1000)
 	require.NoError(t, f.receive(600))
 	require.NoError(t, f.receive(400))
 	require.Error(t, f.receive(1), "beyond the limit")
@@ -116,4 +117,51 @@ func TestReorderRandomized(t *testing.T) {
 	for i := 1; i < len(out); i++ {
 		require.Equal(t, out[i-1]+1, out[i])
 	}
+}
+
+// Auto-tuning doubles the window when the reader drains it faster than
+// about two round trips per window, never past the maximum, and leaves it
+// alone for a slow reader or before any round trip was measured.
+func TestRecvFlowAutoTune(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	const rtt = 100 * time.Millisecond
+	tests := []struct {
+		name    string
+		rtt     time.Duration
+		elapsed time.Duration // time to read the whole window
+		want    []uint64      // window after each of three epochs
+	}{
+		{"fast reader grows to the max", rtt, 50 * time.Millisecond, []uint64{2000, 4000, 4000}},
+		{"slow reader stays", rtt, time.Second, []uint64{1000, 1000, 1000}},
+		{"no round trip measured", 0, time.Millisecond, []uint64{1000, 1000, 1000}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var f recvFlow
+			f.init(1000, 4000)
+			now := t0
+			f.autoTune(now, tc.rtt) // the first call starts the epoch
+			var got []uint64
+			for range 3 {
+				n := int(f.window)
+				require.NoError(t, f.receive(n))
+				f.consume(n)
+				now = now.Add(tc.elapsed)
+				f.autoTune(now, tc.rtt)
+				limit, due := f.update()
+				require.True(t, due)
+				f.sent(limit)
+				got = append(got, f.window)
+			}
+			require.Equal(t, tc.want, got)
+		})
+	}
+	// A window that only half drained is not judged yet.
+	var f recvFlow
+	f.init(1000, 4000)
+	f.autoTune(t0, rtt)
+	require.NoError(t, f.receive(400))
+	f.consume(400)
+	f.autoTune(t0.Add(time.Millisecond), rtt)
+	require.Equal(t, uint64(1000), f.window)
 }

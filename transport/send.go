@@ -134,6 +134,7 @@ func (c *Conn) nextFlightLocked() *flight {
 	if c.creditDue && c.state == stateOpen {
 		c.creditDue = false
 		if !c.peerClosed && !c.readStopped {
+			c.rflow.autoTune(time.Now(), c.rtt.srtt)
 			if limit, ok := c.rflow.update(); ok {
 				c.rflow.sent(limit)
 				f := c.newFlight(kCredit)

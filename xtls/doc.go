@@ -25,9 +25,15 @@
 // certificates). Trust is decided in this order, any one sufficing: a PKIX
 // chain to Config.RootCAs; a fingerprint pinned for the peer's bare JID in
 // Config.Pins; first use, when Config.TrustOnFirstUse is set (the key is
-// then pinned); the application's Config.VerifyPeer. A pinned peer that
-// presents another key fails with a *PinMismatchError unless
-// Config.AcceptKeyChange accepts it.
+// then pinned); pairing with a short code (Config.PairingCode,
+// WithPairingCode: a PAKE run inside the TLS connection and bound to it,
+// after which both ends pin each other, TrustPaired); the application's
+// Config.VerifyPeer. A pinned peer that presents another key fails with a
+// *PinMismatchError unless Config.AcceptKeyChange accepts it (or the two
+// pair again). A person's own CA (NewUserCA) that signed the peer's
+// certificate and names the same bare JID is pinned instead of the device's
+// key, so the person's other devices and renewed certificates are trusted
+// without pairing again.
 //
 // TLS policy: TLS 1.3 preferred and 1.2 at least; with 1.2 only ECDHE key
 // exchange with AES-GCM or ChaCha20-Poly1305; no renegotiation. Go's default

@@ -108,10 +108,14 @@ func (b *budget) acked(n int, rtt time.Duration, now time.Time) {
 		if rtt > b.base {
 			queued = int(int64(b.cwnd) * int64(rtt-b.base) / int64(rtt))
 		}
+		// Vegas's thresholds are a few packets; with a large bound, the
+		// jitter of a long path alone would read as that much queued, so
+		// they grow with the bound: at most an eighth of it queued.
+		alpha, beta := max(b.alpha, b.cwnd/16), max(b.beta, b.cwnd/8)
 		switch {
-		case queued < b.alpha:
+		case queued < alpha:
 			b.cwnd = min(b.max, b.cwnd+n/2)
-		case queued > b.beta:
+		case queued > beta:
 			b.cwnd = max(b.min, b.cwnd-n/2)
 		}
 	}

@@ -37,6 +37,10 @@ type sentIQ struct {
 	resp    chan xml.TokenReader
 	ctxDone <-chan struct{}
 	closed  chan struct{} // closed when the transport closes the response
+	// onClose, if set before the response is given, runs when the
+	// transport closes the response, before Close returns: the next
+	// stanza Serve handles.
+	onClose func()
 }
 
 func (f *fakeSession) LocalAddr() jid.JID { return f.local }
@@ -85,7 +89,7 @@ func (f *fakeSession) SendIQ(ctx context.Context, r xml.TokenReader) (xmlstream.
 	f.sent <- s
 	select {
 	case r := <-s.resp:
-		return &respCloser{TokenReader: r, closed: s.closed}, nil
+		return &respCloser{TokenReader: r, closed: s.closed, onClose: s.onClose}, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -95,12 +99,18 @@ func (f *fakeSession) SendIQ(ctx context.Context, r xml.TokenReader) (xmlstream.
 // until it is closed.
 type respCloser struct {
 	xml.TokenReader
-	closed chan struct{}
-	once   sync.Once
+	closed  chan struct{}
+	onClose func()
+	once    sync.Once
 }
 
 func (r *respCloser) Close() error {
-	r.once.Do(func() { close(r.closed) })
+	r.once.Do(func() {
+		if r.onClose != nil {
+			r.onClose() // what Serve does next, before Close returns
+		}
+		close(r.closed)
+	})
 	return nil
 }
 

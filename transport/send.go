@@ -414,18 +414,34 @@ func (c *Conn) response(f *flight, resp xmlstream.TokenReadCloser, rtt time.Dura
 			se = stanza.Error{Type: stanza.Cancel, Condition: stanza.UndefinedCondition}
 		}
 	}
+	fromPeer := from == c.peerStr
+	if !fromPeer {
+		j, err := jid.Parse(from)
+		fromPeer = err == nil && j.Equal(c.peer)
+	}
+	// A proceed opens the tunnel before the response is closed: closing it
+	// lets the session's Serve go on, and the peer's first data, sent right
+	// behind its proceed, must find the tunnel open.
+	var opened, openedNow bool
+	if fromPeer && typ == string(stanza.ResultIQ) && f.kind == kStart && perr == nil && p.SID == c.sid {
+		opened, openedNow = true, c.open(p)
+	}
 	resp.Close()
 
-	if from != c.peerStr {
-		if j, err := jid.Parse(from); err != nil || !j.Equal(c.peer) {
-			c.ep.log.Warn("xtls: response from another JID ignored", "expected", c.peerStr, "from", from, "element", f.kind.String())
-			c.retry(f, errSpoofed, 0)
-			return
-		}
+	if !fromPeer {
+		c.ep.log.Warn("xtls: response from another JID ignored", "expected", c.peerStr, "from", from, "element", f.kind.String())
+		c.retry(f, errSpoofed, 0)
+		return
 	}
 	switch typ {
 	case string(stanza.ResultIQ):
 		if f.kind == kStart {
+			if opened {
+				if openedNow {
+					c.afterOpen()
+				}
+				return
+			}
 			c.established(p, perr)
 			return
 		}
@@ -464,6 +480,12 @@ func (c *Conn) acked(f *flight, rtt time.Duration) {
 		c.mu.Unlock()
 		c.ep.budget.acked(n, rtt, now)
 		signal(c.sendWake)
+	case kCredit:
+		// A receiver sends little but credits: their round trips are what
+		// its window auto-tuning measures with.
+		c.mu.Lock()
+		c.rtt.sample(rtt)
+		c.mu.Unlock()
 	case kClose:
 		c.mu.Lock()
 		c.closeAcked = true
@@ -486,10 +508,19 @@ func (c *Conn) established(p xstanza.Proceed, err error) {
 		c.Abort(stanza.BadRequest, "malformed proceed: "+err.Error())
 		return
 	}
+	if c.open(p) {
+		c.afterOpen()
+	}
+}
+
+// open moves an opening tunnel to open with the peer's proceed, and reports
+// whether it did. It only takes the lock: it may run while the session's
+// Serve waits for the response to be closed.
+func (c *Conn) open(p xstanza.Proceed) bool {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.state != stateOpening {
-		c.mu.Unlock()
-		return
+		return false
 	}
 	c.state = stateOpen
 	c.wasOpen = true
@@ -498,8 +529,15 @@ func (c *Conn) established(p xstanza.Proceed, err error) {
 	c.sflow.raise(uint64(p.Window))
 	c.retrans = append(c.retrans, c.deferred...)
 	c.deferred = nil
-	perr := c.pendingErr
 	close(c.estab)
+	return true
+}
+
+// afterOpen does what may wait once the tunnel is open: fail it with an
+// error that came while it was opening, or wake the sender and waiters.
+func (c *Conn) afterOpen() {
+	c.mu.Lock()
+	perr := c.pendingErr
 	c.mu.Unlock()
 	if perr != nil {
 		c.failWith(perr, false)

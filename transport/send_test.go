@@ -77,6 +77,27 @@ func TestSenderFirstFlight(t *testing.T) {
 	})
 }
 
+// The responder's first data travels right behind its proceed. mellium's
+// Serve handles the next stanza as soon as the start's response is closed,
+// so the tunnel must be open by then, or that data is refused item-not-found
+// and the TLS handshake waits for it forever.
+func TestProceedOpensBeforeResponseClosed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, e, c, start := initiator(t, nil)
+		var got string
+		start.onClose = func() {
+			got = deliver(t, e, stanza.SetIQ, bobJID, encodeElem(xstanza.Data{SID: sid, Seq: 0, Payload: []byte("server hello")}))
+		}
+		start.ackWith(xstanza.Proceed{SID: sid, BlockSize: 65535, Window: 1 << 20}.TokenReader())
+		<-start.closed
+		require.True(t, isAck(got), "data right behind proceed: %s", got)
+		buf := make([]byte, 64)
+		n, err := c.Read(buf)
+		require.NoError(t, err)
+		require.Equal(t, "server hello", string(buf[:n]))
+	})
+}
+
 // A data IQ whose result does not come within the acknowledgement timeout is
 // sent again unchanged; after MaxTries the tunnel fails with a *RetryError
 // naming the cause.
@@ -529,10 +550,12 @@ func TestSessionWindow(t *testing.T) {
 			require.NoError(t, c.Established(context.Background()))
 			conns = append(conns, c)
 		}
+		// One after the other, so that the order in which they start to wait
+		// for the budget is known: s0 fills it, then s1 and s2 queue.
 		for _, c := range conns {
 			go c.Write(make([]byte, 100<<10))
+			synctest.Wait()
 		}
-		synctest.Wait()
 		inflight := map[string]int{}
 		var out []*sentIQ
 		total := 0
@@ -547,16 +570,22 @@ func TestSessionWindow(t *testing.T) {
 			out = append(out, s)
 		}
 		require.Equal(t, 65536, total, "the session window is full, not more")
-		// Acknowledge one block of the first tunnel: the budget goes to the
-		// tunnel that has waited longest, not back to the same one.
-		first := out[0].elem.(xstanza.Data).SID
-		out[0].ack()
-		synctest.Wait()
-		s := f.next(t)
-		require.NotEqual(t, first, s.elem.(xstanza.Data).SID)
-		// Everything moves in the end, each tunnel taking turns.
-		sent := map[string]int{first: len(out[0].elem.(xstanza.Data).Payload)}
-		out = append(out[1:], s)
+		require.Equal(t, map[string]int{"s0": 65536}, inflight)
+		// Each acknowledged block frees budget for the tunnel that has
+		// waited longest: s0 (blocked first), then s1, then s2, then s0
+		// again — turns, not the same tunnel over and over.
+		sent := map[string]int{}
+		for _, want := range []string{"s0", "s1", "s2", "s0"} {
+			d := out[0].elem.(xstanza.Data)
+			sent[d.SID] += len(d.Payload)
+			out[0].ack()
+			out = out[1:]
+			synctest.Wait()
+			s := f.next(t)
+			require.Equal(t, want, s.elem.(xstanza.Data).SID)
+			out = append(out, s)
+		}
+		// Everything moves in the end.
 		for len(out) > 0 {
 			s := out[0]
 			out = out[1:]

@@ -138,8 +138,11 @@ func (e *Endpoint) handleData(iq stanza.IQ, t xmlstream.TokenReadEncoder, start 
 		e.violation(iq, t, c, err.Error())
 		return
 	}
-	r, why := c.onData(seq, p)
+	r, why, finish := c.onDataFinish(seq, p)
 	e.answerReply(iq, t, r, why)
+	if finish {
+		c.finish(nil)
+	}
 }
 
 func (e *Endpoint) handleCredit(iq stanza.IQ, t xmlstream.TokenReadEncoder, start *xml.StartElement) {
@@ -166,9 +169,15 @@ func (e *Endpoint) handleClose(iq stanza.IQ, t xmlstream.TokenReadEncoder, start
 		e.violation(iq, t, c, err.Error())
 		return
 	}
-	r, why := c.onClose(stanza.Condition(cl.Error))
+	r, why, finish := c.onClose(stanza.Condition(cl.Error))
 	if r == replyAck {
 		e.answer(iq, t, xstanza.Closed{SID: cl.SID}.TokenReader())
+		// The tunnel is gone (Done) only once our closed is written: an
+		// application that ends its session when Done fires must not
+		// take the answer with it.
+		if finish {
+			c.finish(nil)
+		}
 		return
 	}
 	e.answerReply(iq, t, r, why)

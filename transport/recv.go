@@ -10,17 +10,34 @@ import (
 // Endpoint's handlers; it never blocks: it takes c.mu briefly, copies the
 // payload out of the handler's scratch buffer and answers.
 
-// onData applies the receiver rules to a well-formed data element, in the
-// order of the contract: a seq seen before is acknowledged again and not
-// delivered twice; the next expected seq is delivered, with the blocks
+// onDataFinish applies the receiver rules to a well-formed data element,
+// in the order of the contract: a seq seen before is acknowledged again and
+// not delivered twice; the next expected seq is delivered, with the blocks
 // buffered behind it; a seq 1-255 ahead is buffered; anything else, and data
-// beyond the granted limit, is a violation.
-func (c *Conn) onData(seq uint16, p []byte) (reply, string) {
+// beyond the granted limit, is a violation. It also reports whether the
+// tunnel is over once the answer is written: data refused after our Close
+// fails the peer's direction (item-not-found is final), so no close will
+// come from it, and a tunnel whose own close was acknowledged need not
+// linger for one.
+func (c *Conn) onDataFinish(seq uint16, p []byte) (reply, string, bool) {
 	c.mu.Lock()
-	if c.state == stateGone || c.readStopped {
+	if c.state == stateGone {
 		c.mu.Unlock()
-		return replyNotFound, ""
+		return replyNotFound, "", false
 	}
+	if c.readStopped {
+		c.peerClosed = true
+		finish := c.closeAcked
+		c.mu.Unlock()
+		return replyNotFound, "", finish
+	}
+	r, why := c.onDataLocked(seq, p)
+	return r, why, false
+}
+
+// onDataLocked is onDataFinish for a tunnel that reads; c.mu is held and
+// released.
+func (c *Conn) onDataLocked(seq uint16, p []byte) (reply, string) {
 	if c.initiator && c.state == stateOpening {
 		// No proceed yet, so no tunnel in this direction: this is the
 		// optimistic first flight of a start that crossed ours and lost.
@@ -98,37 +115,33 @@ func (c *Conn) onCredit(limit uint64) (reply, string) {
 // onClose handles the peer's close: with a condition it aborts the tunnel;
 // without, the peer's direction ends (EOF once the buffer is read), and the
 // tunnel is gone if ours has ended too.
-func (c *Conn) onClose(cond stanza.Condition) (reply, string) {
+func (c *Conn) onClose(cond stanza.Condition) (r reply, why string, finish bool) {
 	if cond != "" {
 		c.ep.log.Info("xtls: tunnel aborted by peer", "peer", c.peerStr, "sid", c.sid, "condition", cond)
 		c.failWith(&AbortError{Condition: cond, Remote: true}, false)
-		return replyAck, ""
+		return replyAck, "", false
 	}
 	c.mu.Lock()
 	switch {
 	case c.state == stateGone:
 		c.mu.Unlock()
-		return replyNotFound, ""
+		return replyNotFound, "", false
 	case c.readStopped:
 		c.mu.Unlock()
-		c.finish(nil)
-		return replyAck, ""
+		return replyAck, "", true
 	case c.initiator && c.state == stateOpening:
 		c.mu.Unlock()
-		return replyNotFound, ""
+		return replyNotFound, "", false
 	case c.ro.n > 0:
 		c.mu.Unlock()
 		why := "close with data missing before buffered blocks"
 		c.failWith(&ProtocolError{Reason: why}, false)
-		return replyBadRequest, why
+		return replyBadRequest, why, false
 	}
 	c.peerClosed = true
 	both := c.closeAcked
 	c.mu.Unlock()
 	signal(c.readWake)
 	signal(c.sendWake)
-	if both {
-		c.finish(nil)
-	}
-	return replyAck, ""
+	return replyAck, "", both
 }

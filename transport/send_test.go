@@ -3,11 +3,13 @@ package transport
 import (
 	"bytes"
 	"context"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -344,7 +346,19 @@ func TestCloseStopsReading(t *testing.T) {
 		cl := f.next(t)
 		cl.ackWith(xstanza.Closed{SID: sid}.TokenReader())
 		synctest.Wait()
+		select {
+		case <-c.Done():
+			t.Fatal("gone before the peer closed")
+		default:
+		}
 		require.Equal(t, "item-not-found", errCond(deliver(t, e, stanza.SetIQ, bobJID, data(0, "late"))))
+		// The refusal ends the peer's direction for good (it will not
+		// close it), so the tunnel is gone now, not after Linger.
+		select {
+		case <-c.Done():
+		default:
+			t.Fatal("tunnel lingers after refusing the peer's data")
+		}
 	})
 }
 
@@ -377,6 +391,58 @@ func TestSenderHalfClose(t *testing.T) {
 			t.Fatal("tunnel not gone after both directions closed")
 		}
 	})
+}
+
+// Done fires only once the answer to the peer's close is written: an
+// application that ends its session when the tunnel is gone must not cut
+// off that answer (the peer would send its close again and fail).
+func TestDoneAfterClosedAnswered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, e, c, start := initiator(t, nil)
+		proceed(start, 4096, 65536)
+		done := make(chan error)
+		go func() { done <- c.CloseWrite() }()
+		cl := f.next(t)
+		cl.ackWith(xstanza.Closed{SID: sid}.TokenReader())
+		require.NoError(t, <-done)
+
+		d := xml.NewDecoder(strings.NewReader(encodeElem(xstanza.Close{SID: sid})))
+		tok, err := d.Token()
+		require.NoError(t, err)
+		st := tok.(xml.StartElement)
+		h := &doneProbe{handlerIO: handlerIO{TokenReader: d}, done: c.Done()}
+		h.enc = xml.NewEncoder(&h.out)
+		iq := stanza.IQ{ID: "in1", Type: stanza.SetIQ, From: jid.MustParse(bobJID), To: e.local}
+		require.NoError(t, e.HandleIQ(iq, h, &st))
+		require.True(t, h.sawClosed, "no closed answer: %s", h.out.String())
+		require.False(t, h.goneBeforeAnswer, "Done fired before the closed answer was written")
+		select {
+		case <-c.Done():
+		default:
+			t.Fatal("tunnel not gone after both directions closed")
+		}
+	})
+}
+
+// doneProbe records whether a tunnel's Done had fired when the closed
+// answer was written.
+type doneProbe struct {
+	handlerIO
+	done             <-chan struct{}
+	sawClosed        bool
+	goneBeforeAnswer bool
+}
+
+func (p *doneProbe) EncodeToken(t xml.Token) error {
+	if st, ok := t.(xml.StartElement); ok && st.Name.Local == "closed" {
+		p.sawClosed = true
+		select {
+		case <-p.done:
+			p.goneBeforeAnswer = true
+		default:
+		}
+	}
+	return p.handlerIO.EncodeToken(t)
 }
 
 // Abort sends a close with the condition and fails both ends at once.

@@ -1,0 +1,372 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/xmppxtls/xtls/examples/internal/cli"
+	"github.com/xmppxtls/xtls/xtls"
+)
+
+// dialTimeout bounds opening a tunnel, the TLS handshake and pairing.
+const dialTimeout = 60 * time.Second
+
+// peerCloseTimeout bounds how long the listener waits for the dialer to
+// close a connection.
+const peerCloseTimeout = 30 * time.Second
+
+// tunnelCloseTimeout bounds the wait, after a close, for the tunnel to be
+// closed in both directions: closing the Handler earlier would abort it.
+const tunnelCloseTimeout = time.Second
+
+// failGrace is how long a listener whose pairing failed stays up before
+// it exits: xtls closes the failed tunnel on its own goroutine after
+// reporting the failure, and closing the Handler meanwhile would abort the
+// tunnel before the peer had our last word.
+const failGrace = time.Second
+
+// pairer is one run: what it prints to, and its state.
+type pairer struct {
+	o     *options
+	out   io.Writer
+	errw  io.Writer
+	id    *cli.Identity
+	party *cli.Party
+	// failed receives the handshakes of tunnels peers opened that failed.
+	failed chan failure
+}
+
+// failure is a handshake that failed on the listening side.
+type failure struct {
+	peer jid.JID
+	err  error
+}
+
+// say prints a line.
+func (p *pairer) say(format string, a ...any) {
+	fmt.Fprintf(p.out, format+"\n", a...)
+}
+
+// fail prints an error and returns code.
+func (p *pairer) fail(code int, format string, a ...any) int {
+	fmt.Fprintf(p.errw, "xtls-pair: "+format+"\n", a...)
+	return code
+}
+
+// pair runs the program as the options say.
+func pair(ctx context.Context, connect connectFunc, o *options, stdin io.Reader, stdout, stderr io.Writer) int {
+	p := &pairer{o: o, out: cli.SyncWriter(stdout), errw: cli.SyncWriter(stderr), failed: make(chan failure, 16)}
+	id, err := cli.OpenIdentity(o.dir, o.self, o.certFile)
+	if err != nil {
+		if o.certFile != "" {
+			return p.fail(exitUsage, "-cert: %v", err)
+		}
+		return p.fail(exitOther, "%v", err)
+	}
+	p.id = id
+	var logs slog.Handler
+	if o.verbose {
+		logs = slog.NewTextHandler(p.errw, nil)
+	}
+	cfg := &xtls.Config{
+		Certificate: id.Cert,
+		Pins:        id.Pins,
+		Logger: cli.HandshakeLogger(logs, func(peer jid.JID, err error) {
+			select {
+			case p.failed <- failure{peer, err}:
+			default:
+			}
+		}),
+	}
+	var code string
+	var used atomic.Bool // the code has paired: it is not good for another
+	if o.listen {
+		code = xtls.NewPairingCode()
+		cfg.PairingCode = func(jid.JID) ([]byte, bool) {
+			if used.Load() {
+				return nil, false
+			}
+			return []byte(code), true
+		}
+	}
+
+	s, err := connect(ctx, o.login)
+	if err != nil {
+		return p.fail(exitLogin, "%v", err)
+	}
+	p.party = cli.Serve(s, cfg)
+	defer p.party.Close()
+	p.say("logged in as %s", p.party.Addr())
+	if id.Created {
+		p.say("made a key for %s, kept in %s", o.self.Bare(), id.CertFile)
+	}
+	p.say("your key: %s", id.Fingerprint())
+	if o.listen {
+		return p.listen(ctx, code, &used)
+	}
+	return p.dial(ctx, stdin)
+}
+
+// listen shows the code, accepts the pairing, then the reconnection.
+func (p *pairer) listen(ctx context.Context, code string, used *atomic.Bool) int {
+	ln := p.party.Handler.Listen()
+	defer ln.Close()
+	p.say("pairing code: %s", code)
+	p.say("read it to the other person, who runs  xtls-pair -jid THEIR_JID dial %s  and types it", p.party.Addr())
+	p.say("waiting...")
+	conn, status := p.accept(ctx, ln, jid.JID{})
+	if conn == nil {
+		return status
+	}
+	st := conn.State()
+	peer := st.Peer.Bare()
+	if st.Trust != xtls.TrustPaired {
+		conn.Close()
+		return p.fail(exitTrust, "%s connected without pairing (trust: %s)", st.Peer, st.Trust)
+	}
+	used.Store(true)
+	p.say("paired with %s: pinned %s", peer, st.Pinned)
+	if err := p.drain(ctx, conn); err != nil {
+		return p.fail(exitOther, "%v", err)
+	}
+
+	for {
+		conn, status = p.accept(ctx, ln, peer)
+		if conn == nil {
+			return status
+		}
+		if st = conn.State(); st.Peer.Bare().Equal(peer) {
+			break
+		}
+		// Someone pinned in an earlier run: not the reconnection awaited.
+		p.say("%s connected; still waiting for %s", st.Peer, peer)
+		conn.Close()
+	}
+	err := p.drain(ctx, conn)
+	if st.Trust != xtls.TrustPinned {
+		return p.fail(exitTrust, "%s reconnected, trust: %s; want pinned", st.Peer, st.Trust)
+	}
+	p.say("reconnected: trust %s", st.Trust)
+	if err != nil {
+		return p.fail(exitOther, "%v", err)
+	}
+	return exitOK
+}
+
+// accept waits for the next tunnel. A failed pairing ends the wait, when
+// it is with from (any peer if from is the zero JID); other failures are
+// reported. It returns the connection or, if there is none, the exit
+// status.
+func (p *pairer) accept(ctx context.Context, ln net.Listener, from jid.JID) (*xtls.Conn, int) {
+	type accepted struct {
+		conn net.Conn
+		err  error
+	}
+	got := make(chan accepted, 1)
+	go func() {
+		conn, err := ln.Accept()
+		got <- accepted{conn, err}
+	}()
+	stop := func() {
+		ln.Close()
+		if a := <-got; a.conn != nil {
+			a.conn.Close()
+		}
+	}
+	for {
+		select {
+		case a := <-got:
+			if a.err != nil {
+				return nil, p.fail(exitOther, "%v", a.err)
+			}
+			return a.conn.(*xtls.Conn), exitOK
+		case f := <-p.failed:
+			var pe *xtls.PairingError
+			if errors.As(f.err, &pe) && (from.String() == "" || f.peer.Bare().Equal(from)) {
+				stop()
+				// See failGrace.
+				t := time.NewTimer(failGrace)
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+				}
+				t.Stop()
+				return nil, p.fail(exitTrust, "%s", pairingMessage(pe, false))
+			}
+			p.say("a connection from %s failed (%v); still waiting", f.peer, f.err)
+		case <-ctx.Done():
+			stop()
+			return nil, p.fail(exitOther, "interrupted")
+		}
+	}
+}
+
+// drain reads conn until the peer closes its direction, then closes
+// conn.
+func (p *pairer) drain(ctx context.Context, conn *xtls.Conn) error {
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	conn.SetReadDeadline(time.Now().Add(peerCloseTimeout))
+	_, err := io.Copy(io.Discard, conn)
+	if cerr := conn.Close(); err == nil {
+		err = cerr
+	}
+	awaitTunnel(conn, tunnelCloseTimeout)
+	if ctx.Err() != nil {
+		return errors.New("interrupted")
+	}
+	if err != nil {
+		return fmt.Errorf("waiting for %s to close: %w", conn.State().Peer, err)
+	}
+	return nil
+}
+
+// dial asks for the code, pairs, then connects again without it.
+func (p *pairer) dial(ctx context.Context, stdin io.Reader) int {
+	peer := p.o.peer
+	p.say("type the pairing code that %s shows, then Enter:", peer)
+	line, err := readLine(ctx, stdin)
+	if ctx.Err() != nil {
+		return p.fail(exitOther, "interrupted")
+	}
+	code := strings.TrimSpace(line)
+	if code == "" {
+		if err != nil {
+			return p.fail(exitOther, "no code typed: nothing paired (%v)", err)
+		}
+		return p.fail(exitOther, "no code typed: nothing paired")
+	}
+	conn, status := p.connect(ctx, xtls.WithPairingCode(code))
+	if conn == nil {
+		return status
+	}
+	st := conn.State()
+	if st.Trust != xtls.TrustPaired {
+		conn.Close()
+		return p.fail(exitTrust, "%s was trusted without pairing (%s)", peer, st.Trust)
+	}
+	p.say("paired with %s: pinned %s", peer.Bare(), st.Pinned)
+	closeConn(conn)
+
+	conn, status = p.connect(ctx)
+	if conn == nil {
+		return status
+	}
+	st = conn.State()
+	closeConn(conn)
+	if st.Trust != xtls.TrustPinned {
+		return p.fail(exitTrust, "reconnected to %s, trust: %s; want pinned", peer, st.Trust)
+	}
+	p.say("reconnected: trust %s", st.Trust)
+	return exitOK
+}
+
+// connect dials the peer. It returns the connection or, if there is none,
+// the exit status.
+func (p *pairer) connect(ctx context.Context, opts ...xtls.DialOption) (*xtls.Conn, int) {
+	peer := p.o.peer
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	conn, err := p.party.Handler.Dial(dctx, peer, opts...)
+	if err == nil {
+		return conn, exitOK
+	}
+	var (
+		pe  *xtls.PairingError
+		pin *xtls.PinMismatchError
+	)
+	switch {
+	case ctx.Err() != nil:
+		return nil, p.fail(exitOther, "interrupted")
+	case errors.As(err, &pe):
+		return nil, p.fail(exitTrust, "%s", pairingMessage(pe, true))
+	case errors.As(err, &pin):
+		return nil, p.fail(exitTrust, "%s presented another key than the one pinned just now: %v", peer, err)
+	case errors.Is(err, xtls.ErrRefused):
+		return nil, p.fail(exitPeer, "%s refused the connection: is xtls-pair listening there? (%v)", peer, err)
+	case errors.Is(err, xtls.ErrPeerUnavailable):
+		return nil, p.fail(exitPeer, "%s is not online (is the full JID right, resource included?)", peer)
+	case errors.Is(err, xtls.ErrNotSupported):
+		return nil, p.fail(exitPeer, "%s does not speak XTLS", peer)
+	}
+	return nil, p.fail(exitTrust, "%v", err)
+}
+
+// closeConn ends conn gracefully: it closes our direction only, reads
+// until the peer closes its own (see drain), then closes conn. Had it
+// closed both directions at once, it would have stopped reading, and the
+// peer's close_notify would have been refused.
+func closeConn(conn *xtls.Conn) {
+	if conn.CloseWrite() == nil {
+		conn.SetReadDeadline(time.Now().Add(peerCloseTimeout))
+		io.Copy(io.Discard, conn)
+	}
+	conn.Close()
+	awaitTunnel(conn, tunnelCloseTimeout)
+}
+
+// awaitTunnel waits, at most d, until the tunnel under conn is gone: both
+// directions closed, or failed.
+func awaitTunnel(conn *xtls.Conn, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-conn.Tunnel().Done():
+	case <-t.C:
+	}
+}
+
+// readLine reads a line of r, unless ctx ends first (the read then goes on
+// in the background until r ends).
+func readLine(ctx context.Context, r io.Reader) (string, error) {
+	type result struct {
+		line string
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		line, err := bufio.NewReader(r).ReadString('\n')
+		ch <- result{line, err}
+	}()
+	select {
+	case res := <-ch:
+		return res.line, res.err
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// pairingMessage says in words why pairing failed; dialer says which side
+// we are.
+func pairingMessage(e *xtls.PairingError, dialer bool) string {
+	peer := e.Peer.Bare()
+	switch e.Reason {
+	case xtls.PairingWrongCode:
+		if dialer {
+			return fmt.Sprintf("pairing with %s failed: wrong code: the code typed here is not the one %s shows. "+
+				"Nothing was pinned; %s makes a new code when it starts listening again.", peer, peer, peer)
+		}
+		return fmt.Sprintf("pairing with %s failed: wrong code: %s typed another code than ours. "+
+			"Nothing was pinned, and this code is void: start again for a new one.", peer, peer)
+	case xtls.PairingCodeDead:
+		return fmt.Sprintf("pairing with %s failed: the code is used up (it failed three times): make a new one.", peer)
+	case xtls.PairingNoCode:
+		if dialer {
+			return fmt.Sprintf("pairing with %s failed: it has no pairing code (for us) any more: start its listener again.", peer)
+		}
+		return fmt.Sprintf("pairing with %s failed: our code is used already.", peer)
+	case xtls.PairingRequired:
+		return fmt.Sprintf("%s did not pair: start it with dial, which asks for the code.", peer)
+	}
+	return fmt.Sprintf("pairing with %s failed: %v", peer, e)
+}

@@ -51,6 +51,13 @@ type Config struct {
 	// AcceptPeer decides whether a peer may open a tunnel to us (a Listener
 	// must exist too). Default: any peer.
 	AcceptPeer func(peer jid.JID) bool
+	// AcceptFailed, if set, learns why a tunnel a peer opened to us was not
+	// handed to Accept: its TLS handshake, trust decision or pairing failed
+	// (a *PinMismatchError, *PairingError, *IdentityError, ...; the same
+	// error Dial would return on the other side). The tunnel is closed
+	// already. It runs on the tunnel's own goroutine; Handler.Close waits
+	// for it, so it must not block for long. Failures are logged either way.
+	AcceptFailed func(peer jid.JID, err error)
 
 	// MinVersion is the lowest TLS version accepted: TLS 1.2 by default. It
 	// can be raised to TLS 1.3, never lowered: a lower value is replaced by

@@ -149,6 +149,9 @@ func (h *Handler) serverHandshake(ln *Listener, tc *transport.Conn) {
 		ln.pending--
 		h.mu.Unlock()
 		c.tls.Close()
+		if h.cfg.AcceptFailed != nil {
+			h.cfg.AcceptFailed(tc.Peer(), err)
+		}
 		return
 	}
 	h.mu.Lock()

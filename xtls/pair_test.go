@@ -74,6 +74,11 @@ func TestPairingWrongCode(t *testing.T) {
 		w := newWorld(t)
 		ca, pa := pairing("1111 2222 3333")
 		cb, pb := pairing("1111 2222 3334")
+		failed := make(chan error, 1)
+		cb.AcceptFailed = func(peer jid.JID, err error) {
+			require.Equal(t, aliceJID, peer.String())
+			failed <- err
+		}
 		a := w.join(aliceJID, ca)
 		b := w.join(bobJID, cb)
 		ln := b.h.Listen()
@@ -88,6 +93,10 @@ func TestPairingWrongCode(t *testing.T) {
 		require.Empty(t, pinsOf(t, pa, bobJID))
 		synctest.Wait()
 		require.Empty(t, pinsOf(t, pb, aliceJID))
+		// Bob's application learns why (Config.AcceptFailed).
+		var bpe *xtls.PairingError
+		require.ErrorAs(t, <-failed, &bpe)
+		require.Equal(t, xtls.PairingWrongCode, bpe.Reason)
 		// Bob's Listener never hands out the tunnel.
 		ln.Close()
 		require.ErrorIs(t, <-accepted, net.ErrClosed)

@@ -40,6 +40,9 @@ type budget struct {
 }
 
 const (
+	// rttNoise is how much longer than the fastest round trip an
+	// acknowledgement may take without counting as queueing.
+	rttNoise      = 5 * time.Millisecond
 	basePeriod    = 30 * time.Second
 	initialBlocks = 8        // the bound starts at eight blocks,
 	initialMin    = 64 << 10 // and at least 64 KiB, and adapts
@@ -104,9 +107,12 @@ func (b *budget) acked(n int, rtt time.Duration, now time.Time) {
 		if b.base == 0 || rtt < b.base {
 			b.base = rtt
 		}
+		// What the round trip has above the fastest one seen is the bytes
+		// queued on the path, less a few milliseconds that are no queue:
+		// the work of two busy endpoints and their timers.
 		queued := 0
-		if rtt > b.base {
-			queued = int(int64(b.cwnd) * int64(rtt-b.base) / int64(rtt))
+		if d := rtt - b.base - rttNoise; d > 0 {
+			queued = int(int64(b.cwnd) * int64(d) / int64(rtt))
 		}
 		// Vegas's thresholds are a few packets; with a large bound, the
 		// jitter of a long path alone would read as that much queued, so

@@ -28,11 +28,12 @@ func TestBudgetAdapts(t *testing.T) {
 		ack(time.Millisecond + rttNoise) // busy endpoints, no queue
 	}
 	require.Equal(t, 4<<20, b.cwnd, "a few milliseconds more are not a queue")
+	const slow = 100 * time.Millisecond
 	for range 2000 {
-		ack(50 * time.Millisecond) // queued: (50-1-5)/50 of the window
+		ack(slow) // queued: (slow - 1 ms - rttNoise) / slow of the window
 	}
 	// Shrunk until the estimated queue is at most four blocks.
-	require.LessOrEqual(t, b.cwnd*44/50, 4*6144)
+	require.LessOrEqual(t, int64(b.cwnd)*int64(slow-time.Millisecond-rttNoise)/int64(slow), int64(4*6144))
 	require.GreaterOrEqual(t, b.cwnd, 2*6144)
 	for range 100 {
 		ack(time.Millisecond)

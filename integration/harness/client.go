@@ -35,6 +35,12 @@ func (s *Server) JID(local string) (jid.JID, error) {
 // (mellium does not close the connection it was given); [ConnectT] does all of
 // this.
 func (s *Server) Connect(ctx context.Context, local, password string) (*xmpp.Session, error) {
+	return s.ConnectWrapped(ctx, local, password, nil)
+}
+
+// ConnectWrapped is Connect with the TCP connection passed through wrap
+// first (nil: unchanged), e.g. xtls.QuickAck.
+func (s *Server) ConnectWrapped(ctx context.Context, local, password string, wrap func(net.Conn) net.Conn) (*xmpp.Session, error) {
 	addr, err := s.JID(local)
 	if err != nil {
 		return nil, err
@@ -43,6 +49,9 @@ func (s *Server) Connect(ctx context.Context, local, password string) (*xmpp.Ses
 	conn, err := d.DialContext(ctx, "tcp", s.Addr())
 	if err != nil {
 		return nil, fmt.Errorf("harness: connecting %s to %s: %w", addr, s.kind, err)
+	}
+	if wrap != nil {
+		conn = wrap(conn)
 	}
 	session, err := xmpp.NewClientSession(ctx, addr, conn,
 		xmpp.StartTLS(&tls.Config{

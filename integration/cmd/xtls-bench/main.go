@@ -141,6 +141,8 @@ var rows = []struct{ key, label, unit string }{
 	{"fb_rtt", "Dial → peer reads our first byte", "IQ RTTs"},
 	{"fb2_ms", "Dial → we read the peer's first byte", "ms"},
 	{"fb2_rtt", "Dial → we read the peer's first byte", "IQ RTTs"},
+	{"fbq_ms", "Dial → peer reads our first byte, clients with xtls.QuickAck", "ms"},
+	{"fbq_rtt", "Dial → peer reads our first byte, clients with xtls.QuickAck", "IQ RTTs"},
 	{"tcp_fb", "same over TCP loopback: TLS 1.3, mutual certificates", "ms"},
 	{"fb_net", "(xtls − TCP) / IQ RTT: round trips the XMPP path adds", "IQ RTTs"},
 	{"idle", "heap per idle tunnel (both ends)", "KiB"},
@@ -201,12 +203,12 @@ func benchServer(name string, o options, log io.Writer) (column, error) {
 		}
 	}
 	col := column{name: name, vals: map[string]float64{}}
-	a, err := login(ctx, srv, "alice")
+	a, err := login(ctx, srv, "alice", nil)
 	if err != nil {
 		return col, err
 	}
 	defer a.close()
-	b, err := login(ctx, srv, "bob")
+	b, err := login(ctx, srv, "bob", nil)
 	if err != nil {
 		return col, err
 	}
@@ -262,6 +264,25 @@ func benchServer(name string, o options, log io.Writer) (column, error) {
 	}
 	col.vals["fb_ms"], col.vals["fb_rtt"] = ms(peer), float64(peer)/float64(rtt)
 	col.vals["fb2_ms"], col.vals["fb2_rtt"] = ms(own), float64(own)/float64(rtt)
+	if err := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		aq, err := login(ctx, srv, "alice", xtls.QuickAck)
+		if err != nil {
+			return err
+		}
+		defer aq.close()
+		bq, err := login(ctx, srv, "bob", xtls.QuickAck)
+		if err != nil {
+			return err
+		}
+		defer bq.close()
+		peer, _, err := firstByte(aq, bq, o.dials)
+		col.vals["fbq_ms"], col.vals["fbq_rtt"] = ms(peer), float64(peer)/float64(rtt)
+		return err
+	}(); err != nil {
+		return col, err
+	}
 	floor, err := tlsTCPFirstByte(o.dials)
 	if err != nil {
 		return col, err
@@ -306,8 +327,8 @@ type party struct {
 	acc chan net.Conn
 }
 
-func login(ctx context.Context, srv *harness.Server, user string) (*party, error) {
-	s, err := srv.Connect(ctx, user, user+"-secret")
+func login(ctx context.Context, srv *harness.Server, user string, wrap func(net.Conn) net.Conn) (*party, error) {
+	s, err := srv.ConnectWrapped(ctx, user, user+"-secret", wrap)
 	if err != nil {
 		return nil, err
 	}

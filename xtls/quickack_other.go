@@ -1,0 +1,7 @@
+//go:build !linux
+
+package xtls
+
+import "net"
+
+func quickAck(c *net.TCPConn) net.Conn { return c }

@@ -31,10 +31,10 @@ func TestMain(m *testing.M) {
 func TestScript(t *testing.T) {
 	bash, err := exec.LookPath("bash")
 	if err != nil {
-		t.Skip("no bash")
+		t.Fatal("the chat script needs bash:", err)
 	}
 	if _, err := exec.LookPath("mkfifo"); err != nil {
-		t.Skip("no mkfifo")
+		t.Fatal("the chat script needs mkfifo:", err)
 	}
 	self, err := os.Executable()
 	if err != nil {

@@ -87,21 +87,22 @@ func chat(ctx context.Context, connect connectFunc, o *options, stdin io.Reader,
 	if pairCode == "new" {
 		pairCode = xtls.NewPairingCode()
 	}
-	var logs slog.Handler
-	if o.verbose {
-		logs = slog.NewTextHandler(c.errw, nil)
-	}
 	cfg := &xtls.Config{
 		Certificate:     id.Cert,
 		Pins:            c.pins,
 		TrustOnFirstUse: o.pair == "",
 		AcceptKeyChange: c.keyChanged,
-		Logger: cli.HandshakeLogger(logs, func(peer jid.JID, err error) {
+		// A tunnel the peer opened whose handshake or pairing failed never
+		// reaches Accept; AcceptFailed says why.
+		AcceptFailed: func(peer jid.JID, err error) {
 			select {
 			case c.failed <- failure{peer, err}:
 			default:
 			}
-		}),
+		},
+	}
+	if o.verbose {
+		cfg.Logger = slog.New(slog.NewTextHandler(c.errw, nil))
 	}
 	if o.listen && pairCode != "" {
 		cfg.PairingCode = func(jid.JID) ([]byte, bool) { return []byte(pairCode), true }

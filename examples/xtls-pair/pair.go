@@ -74,19 +74,20 @@ func pair(ctx context.Context, connect connectFunc, o *options, stdin io.Reader,
 		return p.fail(exitOther, "%v", err)
 	}
 	p.id = id
-	var logs slog.Handler
-	if o.verbose {
-		logs = slog.NewTextHandler(p.errw, nil)
-	}
 	cfg := &xtls.Config{
 		Certificate: id.Cert,
 		Pins:        id.Pins,
-		Logger: cli.HandshakeLogger(logs, func(peer jid.JID, err error) {
+		// A tunnel the peer opened whose handshake or pairing failed never
+		// reaches Accept; AcceptFailed says why.
+		AcceptFailed: func(peer jid.JID, err error) {
 			select {
 			case p.failed <- failure{peer, err}:
 			default:
 			}
-		}),
+		},
+	}
+	if o.verbose {
+		cfg.Logger = slog.New(slog.NewTextHandler(p.errw, nil))
 	}
 	var code string
 	var used atomic.Bool // the code has paired: it is not good for another

@@ -1,12 +1,10 @@
 package cli
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -92,65 +90,3 @@ func OpenIdentity(dir string, self jid.JID, certFile string) (*Identity, error) 
 
 // Fingerprint returns the fingerprint of our key, the one peers compare.
 func (id *Identity) Fingerprint() xtls.Fingerprint { return xtls.SPKIFingerprint(id.Cert.Leaf) }
-
-// handshakeFailed is the message of the record xtls logs when the
-// handshake of a tunnel that a peer opened fails.
-const handshakeFailed = "xtls: handshake of accepted tunnel failed"
-
-// HandshakeLogger returns a logger for xtls.Config.Logger that calls failed
-// with the peer and the error of every tunnel a peer opened whose handshake
-// failed (a wrong pairing code, a changed key): a Listener never returns
-// those, xtls only logs them. Every record also goes to h, unless h is nil.
-// failed runs on the goroutine that logs and must not block.
-func HandshakeLogger(h slog.Handler, failed func(peer jid.JID, err error)) *slog.Logger {
-	return slog.New(failureHandler{next: h, failed: failed})
-}
-
-// failureHandler picks the failed handshakes out of xtls's log.
-type failureHandler struct {
-	next   slog.Handler
-	failed func(jid.JID, error)
-}
-
-// Enabled implements slog.Handler: every record is looked at.
-func (f failureHandler) Enabled(context.Context, slog.Level) bool { return true }
-
-// Handle implements slog.Handler.
-func (f failureHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == handshakeFailed && f.failed != nil {
-		var peer jid.JID
-		var err error
-		r.Attrs(func(a slog.Attr) bool {
-			switch a.Key {
-			case "peer":
-				peer, _ = jid.Parse(a.Value.String())
-			case "err":
-				err, _ = a.Value.Any().(error)
-			}
-			return true
-		})
-		if err != nil {
-			f.failed(peer, err)
-		}
-	}
-	if f.next == nil || !f.next.Enabled(ctx, r.Level) {
-		return nil
-	}
-	return f.next.Handle(ctx, r)
-}
-
-// WithAttrs implements slog.Handler.
-func (f failureHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	if f.next != nil {
-		f.next = f.next.WithAttrs(attrs)
-	}
-	return f
-}
-
-// WithGroup implements slog.Handler.
-func (f failureHandler) WithGroup(name string) slog.Handler {
-	if f.next != nil {
-		f.next = f.next.WithGroup(name)
-	}
-	return f
-}

@@ -41,12 +41,18 @@ func (s *Server) Connect(ctx context.Context, local, password string) (*xmpp.Ses
 // ConnectWrapped is Connect with the TCP connection passed through wrap
 // first (nil: unchanged), e.g. xtls.QuickAck.
 func (s *Server) ConnectWrapped(ctx context.Context, local, password string, wrap func(net.Conn) net.Conn) (*xmpp.Session, error) {
+	return s.ConnectVia(ctx, s.Addr(), local, password, wrap)
+}
+
+// ConnectVia is ConnectWrapped through another TCP address that leads to
+// the server's client port (a latency proxy, say).
+func (s *Server) ConnectVia(ctx context.Context, via, local, password string, wrap func(net.Conn) net.Conn) (*xmpp.Session, error) {
 	addr, err := s.JID(local)
 	if err != nil {
 		return nil, err
 	}
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", s.Addr())
+	conn, err := d.DialContext(ctx, "tcp", via)
 	if err != nil {
 		return nil, fmt.Errorf("harness: connecting %s to %s: %w", addr, s.kind, err)
 	}

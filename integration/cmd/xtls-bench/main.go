@@ -21,7 +21,10 @@
 //     trips (the median of 200 small IQ round trips measured in the same
 //     run);
 //   - memory: heap per idle tunnel and per tunnel moving data at -tunnels
-//     tunnels over one session, and allocations per MiB of payload.
+//     tunnels over one session, and allocations per MiB of payload;
+//   - xtls against ibb with the two clients -rtt apart: two more clients
+//     log in through toxiproxy (in-process, 127.0.0.1), each link delayed
+//     by a quarter of the round trip each way.
 //
 // MB is 10^6 bytes of payload, not of Base64. Both clients and the server
 // share the machine, so absolute figures drift: read the ratios.
@@ -56,6 +59,9 @@ import (
 	"mellium.im/xmpp/mux"
 	"mellium.im/xmpp/stanza"
 
+	"github.com/Shopify/toxiproxy/v2"
+	"github.com/rs/zerolog"
+
 	"github.com/xmppxtls/xtls/integration/harness"
 	"github.com/xmppxtls/xtls/xtls"
 )
@@ -71,6 +77,8 @@ type options struct {
 	tunnels  int
 	dials    int
 	servers  []string
+	rtts     []time.Duration
+	rttSize  int64
 	cpuProf  string
 	memProf  string
 }
@@ -92,12 +100,33 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.tunnels, "tunnels", 1000, "tunnels over one session for the memory rows")
 	fs.IntVar(&o.dials, "dials", 20, "dials for the first-byte row")
 	fs.StringVar(&servers, "servers", "prosody,ejabberd", "servers to measure")
+	var rtts string
+	var rttMiB int
+	fs.StringVar(&rtts, "rtt", "10ms,50ms", "round trips between the two clients (through toxiproxy on each client's link) for the xtls-vs-ibb rows; empty for none")
+	fs.IntVar(&rttMiB, "rtt-size", 4, "MiB per xtls run at a round trip (ibb moves a tenth)")
 	fs.StringVar(&o.cpuProf, "cpuprofile", "", "write a CPU profile of the xtls runs to this file")
 	fs.StringVar(&o.memProf, "memprofile", "", "write an allocation profile to this file at the end")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	o.size, o.ibbSize = int64(sizeMiB)<<20, int64(ibbMiB)<<20
+	o.rttSize = int64(rttMiB) << 20
+	for _, r := range strings.Split(rtts, ",") {
+		if r == "" {
+			continue
+		}
+		d, err := time.ParseDuration(r)
+		if err != nil || d <= 0 {
+			fmt.Fprintf(stderr, "xtls-bench: bad -rtt %q\n", r)
+			return 2
+		}
+		o.rtts = append(o.rtts, d)
+		rows = append(rows,
+			row{fmt.Sprintf("x@%v", d), fmt.Sprintf("xtls one way, clients %v apart (toxiproxy)", d), "MB/s"},
+			row{fmt.Sprintf("i@%v", d), fmt.Sprintf("ibb one way, clients %v apart (toxiproxy)", d), "MB/s"},
+			row{fmt.Sprintf("r@%v", d), fmt.Sprintf("xtls / ibb, clients %v apart", d), "×"},
+		)
+	}
 	o.chunk = 5120 // the transport's default chunk
 	o.servers = strings.Split(servers, ",")
 
@@ -128,7 +157,10 @@ type column struct {
 	vals map[string]float64
 }
 
-var rows = []struct{ key, label, unit string }{
+// row is one line of the table.
+type row struct{ key, label, unit string }
+
+var rows = []row{
 	{"xtls1", "xtls, one tunnel, one way", "MB/s"},
 	{"xtls2", "xtls, one tunnel, both ways at once (sum)", "MB/s"},
 	{"ibb", "mellium ibb (XEP-0047), one way", "MB/s"},
@@ -291,6 +323,11 @@ func benchServer(name string, o options, log io.Writer) (column, error) {
 	col.vals["fb_net"] = float64(peer-floor) / float64(rtt)
 	fmt.Fprintf(log, "  rtt %.2f ms, first byte %.2f / %.2f ms, over TCP %.2f ms\n", ms(rtt), ms(peer), ms(own), ms(floor))
 
+	for _, d := range o.rtts {
+		if err := atRTT(srv, d, o, col.vals, log); err != nil {
+			return col, fmt.Errorf("at %v: %w", d, err)
+		}
+	}
 	if err := allocsPerMiB(a, b, o.size, col.vals); err != nil {
 		return col, err
 	}
@@ -328,7 +365,14 @@ type party struct {
 }
 
 func login(ctx context.Context, srv *harness.Server, user string, wrap func(net.Conn) net.Conn) (*party, error) {
-	s, err := srv.ConnectWrapped(ctx, user, user+"-secret", wrap)
+	return loginWith(ctx, srv, user, func(ctx context.Context) (*xmpp.Session, error) {
+		return srv.ConnectWrapped(ctx, user, user+"-secret", wrap)
+	})
+}
+
+// loginWith makes a party of the session connect returns.
+func loginWith(ctx context.Context, srv *harness.Server, user string, connect func(context.Context) (*xmpp.Session, error)) (*party, error) {
+	s, err := connect(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -836,4 +880,65 @@ func tlsTCPFirstByte(n int) (time.Duration, error) {
 		c.Close()
 	}
 	return time.Duration(median(ds)), nil
+}
+
+// atRTT logs two more clients in through toxiproxy, each link delayed by a
+// quarter of rtt each way, so that an IQ from one client to the other and
+// its answer take rtt more, and measures xtls and ibb between them.
+func atRTT(srv *harness.Server, rtt time.Duration, o options, vals map[string]float64, log io.Writer) error {
+	api := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
+	var via []string
+	for i := range 2 {
+		p := toxiproxy.NewProxy(api, fmt.Sprintf("c2s%d", i), "127.0.0.1:0", srv.Addr())
+		if err := p.Start(); err != nil {
+			return err
+		}
+		defer p.Stop()
+		for _, stream := range []string{"upstream", "downstream"} {
+			spec := fmt.Sprintf(`{"type":"latency","stream":%q,"attributes":{"latency":%d}}`, stream, (rtt / 4).Milliseconds())
+			if _, err := p.Toxics.AddToxicJson(strings.NewReader(spec)); err != nil {
+				return err
+			}
+		}
+		via = append(via, p.Listen)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a, err := loginVia(ctx, srv, via[0], "alice")
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	b, err := loginVia(ctx, srv, via[1], "bob")
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	measured, err := iqRTT(a, b, 20)
+	if err != nil {
+		return err
+	}
+	var xs, is []float64
+	for range o.runs {
+		x, err := xtlsRate(a, b, o.rttSize, false)
+		if err != nil {
+			return err
+		}
+		i, err := ibbRate(a, b, max(o.rttSize/10, 768))
+		if err != nil {
+			return err
+		}
+		xs, is = append(xs, x), append(is, i)
+	}
+	x, i := median(xs), median(is)
+	vals[fmt.Sprintf("x@%v", rtt)], vals[fmt.Sprintf("i@%v", rtt)], vals[fmt.Sprintf("r@%v", rtt)] = x, i, x/i
+	fmt.Fprintf(log, "  at %v (IQ RTT measured %.1f ms): xtls %v, ibb %v MB/s\n", rtt, ms(measured), round(xs), round(is))
+	return nil
+}
+
+// loginVia is login through another address that leads to the server.
+func loginVia(ctx context.Context, srv *harness.Server, via, user string) (*party, error) {
+	return loginWith(ctx, srv, user, func(ctx context.Context) (*xmpp.Session, error) {
+		return srv.ConnectVia(ctx, via, user, user+"-secret", nil)
+	})
 }

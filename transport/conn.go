@@ -228,7 +228,8 @@ func (c *Conn) Established(ctx context.Context) error {
 
 // Read reads data in order. It returns io.EOF once the peer has closed its
 // direction and everything it sent has been read, and the error that ended
-// the tunnel if it failed.
+// the tunnel if it failed, once the data that had arrived in order before
+// the failure has been read.
 func (c *Conn) Read(p []byte) (int, error) {
 	if !acquire(c.readSem, c.rdl) {
 		return 0, timeoutError{}
@@ -240,19 +241,21 @@ func (c *Conn) Read(p []byte) (int, error) {
 			c.mu.Unlock()
 			return 0, net.ErrClosed
 		}
-		if c.err != nil {
-			err := c.err
-			c.mu.Unlock()
-			return 0, err
-		}
 		if c.rdl.passed() {
 			c.mu.Unlock()
 			return 0, timeoutError{}
 		}
+		// What arrived in order was accepted (acknowledged): a failure
+		// that comes later does not take it back.
 		if len(c.readQ) > 0 {
 			n := c.readLocked(p)
 			c.mu.Unlock()
 			return n, nil
+		}
+		if c.err != nil {
+			err := c.err
+			c.mu.Unlock()
+			return 0, err
 		}
 		if c.peerClosed {
 			c.mu.Unlock()
@@ -289,7 +292,7 @@ func (c *Conn) readLocked(p []byte) int {
 		c.readQ = nil
 	}
 	c.rflow.consume(n)
-	if _, due := c.rflow.update(); due && !c.peerClosed {
+	if _, due := c.rflow.update(); due && !c.peerClosed && c.state != stateGone {
 		c.creditDue = true
 		signal(c.sendWake)
 	}
@@ -594,7 +597,9 @@ func (c *Conn) finish(err error) {
 	closeOnce(c.closed)
 	closeOnce(c.gone)
 	if err != nil {
-		c.releaseRecvLocked()
+		// Blocks held behind a gap can never be delivered; those in order
+		// stay for Read (Close releases them).
+		c.ro.release(putBuf)
 	}
 	c.releaseSendLocked()
 	reserved := c.reserved

@@ -94,16 +94,17 @@ var violations = [...]struct {
 	setup []string // data delivered first (acknowledged)
 	bad   string
 	why   string
+	kept  string // what Read still returns before the error: it was accepted
 }{
-	0: {"far ahead", nil, data(256, "x"), "outside the window"},
-	1: {"far behind", []string{data(0, "a")}, data(65000, "x"), "outside the window"},
-	2: {"malformed seq", nil, `<data xmlns='urn:xmpp:xtls:0' sid='s1' seq='-1'>AA==</data>`, "seq"},
-	3: {"malformed seen seq", []string{data(0, "a")}, `<data xmlns='urn:xmpp:xtls:0' sid='s1' seq='0'>A</data>`, "base64"},
-	4: {"empty", nil, `<data xmlns='urn:xmpp:xtls:0' sid='s1' seq='0'></data>`, "empty"},
-	5: {"over block-size", nil, data(0, strings.Repeat("x", 4097)), "block-size"},
-	6: {"child element", nil, `<data xmlns='urn:xmpp:xtls:0' sid='s1' seq='0'>AA==<x/></data>`, "content"},
-	7: {"beyond credit", []string{data(0, strings.Repeat("x", 4096)), data(1, strings.Repeat("x", 4096))}, data(2, "y"), "credit"},
-	8: {"bad credit", nil, `<credit xmlns='urn:xmpp:xtls:0' sid='s1' limit='x'/>`, "limit"},
+	0: {"far ahead", nil, data(256, "x"), "outside the window", ""},
+	1: {"far behind", []string{data(0, "a")}, data(65000, "x"), "outside the window", "a"},
+	2: {"malformed seq", nil, `<data xmlns='urn:xmpp:xtls:0' sid='s1' seq='-1'>AA==</data>`, "seq", ""},
+	3: {"malformed seen seq", []string{data(0, "a")}, `<data xmlns='urn:xmpp:xtls:0' sid='s1' seq='0'>A</data>`, "base64", "a"},
+	4: {"empty", nil, `<data xmlns='urn:xmpp:xtls:0' sid='s1' seq='0'></data>`, "empty", ""},
+	5: {"over block-size", nil, data(0, strings.Repeat("x", 4097)), "block-size", ""},
+	6: {"child element", nil, `<data xmlns='urn:xmpp:xtls:0' sid='s1' seq='0'>AA==<x/></data>`, "content", ""},
+	7: {"beyond credit", []string{data(0, strings.Repeat("x", 4096)), data(1, strings.Repeat("x", 4096))}, data(2, "y"), "credit", strings.Repeat("x", 8192)},
+	8: {"bad credit", nil, `<credit xmlns='urn:xmpp:xtls:0' sid='s1' limit='x'/>`, "limit", ""},
 }
 
 // Each violation is answered bad-request (modify) and tears the tunnel down:
@@ -120,7 +121,8 @@ func TestReceiverViolations(t *testing.T) {
 				resp := deliver(t, e, stanza.SetIQ, bobJID, tc.bad)
 				require.Equal(t, "bad-request", errCond(resp), resp)
 				require.Contains(t, resp, `type="modify"`)
-				_, err := c.Read(make([]byte, 10))
+				got, err := io.ReadAll(c)
+				require.Equal(t, tc.kept, string(got))
 				var pe *ProtocolError
 				require.ErrorAs(t, err, &pe)
 				require.Contains(t, strings.ToLower(pe.Reason), tc.why)
@@ -274,7 +276,8 @@ func TestReceiverWindowFull(t *testing.T) {
 		}
 		resp := deliver(t, e, stanza.SetIQ, bobJID, data(4, "y"))
 		require.Equal(t, "bad-request", errCond(resp)) // the window is full
-		_, err := c.Read(make([]byte, 1))
+		got, err := io.ReadAll(c)                      // what was accepted, then the error
+		require.Equal(t, strings.Repeat("x", 4*4096), string(got))
 		require.ErrorIs(t, err, stanza.Error{Condition: stanza.BadRequest})
 		f.none(t)
 	})

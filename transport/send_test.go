@@ -445,6 +445,24 @@ func (p *doneProbe) EncodeToken(t xml.Token) error {
 	return p.handlerIO.EncodeToken(t)
 }
 
+// Data that arrived in order before a tunnel failed was accepted: Read
+// returns it first, then the error (here the peer's abort).
+func TestReadDeliversAcceptedDataBeforeFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, e, c, start := initiator(t, nil)
+		proceed(start, 4096, 65536)
+		require.True(t, isAck(deliver(t, e, stanza.SetIQ, bobJID, data(0, "last words"))))
+		// Held behind a gap: never deliverable.
+		require.True(t, isAck(deliver(t, e, stanza.SetIQ, bobJID, data(2, "lost"))))
+		require.Contains(t, deliver(t, e, stanza.SetIQ, bobJID, encodeElem(xstanza.Close{SID: sid, Error: "not-acceptable"})), "<closed")
+		got, err := io.ReadAll(c)
+		require.Equal(t, "last words", string(got))
+		var ae *AbortError
+		require.ErrorAs(t, err, &ae)
+		require.Equal(t, stanza.Condition("not-acceptable"), ae.Condition)
+	})
+}
+
 // Abort sends a close with the condition and fails both ends at once.
 func TestSenderAbort(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

@@ -250,34 +250,11 @@ func parse(args []string, stderr io.Writer) (*options, int) {
 		fs.Usage()
 		return nil, exitUsage
 	}
-	if self == "" {
-		return usage("-jid is required")
+	cmd, err := cli.ParseCommand(self, fs.Args())
+	if err != nil {
+		return usage("%v", err)
 	}
-	j, err := jid.Parse(self)
-	if err != nil || j.Localpart() == "" {
-		return usage("-jid %q: want user@domain/resource", self)
-	}
-	o.self, o.login.JID = j, self
-	switch fs.Arg(0) {
-	case "listen":
-		if fs.NArg() != 1 {
-			return usage("listen takes no argument")
-		}
-		o.listen = true
-	case "dial":
-		if fs.NArg() != 2 {
-			return usage("dial takes one argument, the peer's full JID")
-		}
-		peer, err := jid.Parse(fs.Arg(1))
-		if err != nil || peer.Resourcepart() == "" {
-			return usage("dial %q: want a full JID, user@domain/resource", fs.Arg(1))
-		}
-		o.peer = peer
-	case "":
-		return usage("say listen or dial")
-	default:
-		return usage("unknown command %q", fs.Arg(0))
-	}
+	o.self, o.login.JID, o.listen, o.peer = cmd.Self, self, cmd.Listen, cmd.Peer
 	return &o, -1
 }
 

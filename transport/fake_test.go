@@ -76,17 +76,21 @@ func (f *fakeSession) SendIQ(ctx context.Context, r xml.TokenReader) (xmlstream.
 		_ = enc.EncodeToken(xml.CopyToken(tok))
 	}
 	_ = enc.Flush()
-	f.out.Unlock()
 	iq, _ := stanza.NewIQ(start)
 	raw := buf.String()
 	d := xml.NewDecoder(strings.NewReader(raw))
 	_, _ = d.Token() // the iq
 	elem, err := xstanza.Decode(d)
 	if err != nil {
+		f.out.Unlock()
 		panic("transport sent a malformed element: " + err.Error() + ": " + raw)
 	}
 	s := &sentIQ{to: iq.To, elem: elem, raw: raw, resp: make(chan xml.TokenReader, 1), ctxDone: ctx.Done(), closed: make(chan struct{})}
+	// Queued before the output is released, so that f.sent holds IQs in
+	// the order they were written: the next IQ's writer may start as soon
+	// as this one's last token has been read.
 	f.sent <- s
+	f.out.Unlock()
 	select {
 	case r := <-s.resp:
 		return &respCloser{TokenReader: r, closed: s.closed, onClose: s.onClose}, nil

@@ -224,10 +224,7 @@ func parse(args []string, stderr io.Writer) (*options, int) {
 	fs.SetOutput(stderr)
 	var o options
 	var self string
-	fs.StringVar(&o.login.Server, "server", "", "server `host:port` (default: the JID's domain, port 5222)")
-	fs.StringVar(&self, "jid", "", "our account, user@domain/resource (required)")
-	fs.StringVar(&o.login.Password, "password", "", "password (default: $"+cli.PasswordEnv+")")
-	fs.StringVar(&o.login.CAFile, "ca", "", "PEM `file` of CAs for the server's certificate (default: system roots)")
+	cli.LoginFlags(fs, &o.login, &self)
 	fs.StringVar(&o.certFile, "cert", "", "our certificate and key, a PEM `file` from xtls-cert (default: a fresh one for this run)")
 	fs.StringVar(&o.pinsFile, "pins", "", "pin `file`: the peers' keys by bare JID")
 	fs.BoolVar(&o.tofu, "tofu", false, "trust a peer with no pins on first use, and pin its key")

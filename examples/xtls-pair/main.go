@@ -122,10 +122,7 @@ func parse(args []string, stderr io.Writer) (*options, int) {
 	fs.SetOutput(stderr)
 	var o options
 	var self string
-	fs.StringVar(&o.login.Server, "server", "", "server `host:port` (default: the JID's domain, port 5222)")
-	fs.StringVar(&self, "jid", "", "our account, user@domain[/resource] (required)")
-	fs.StringVar(&o.login.Password, "password", "", "password (default: $"+cli.PasswordEnv+")")
-	fs.StringVar(&o.login.CAFile, "ca", "", "PEM `file` of CAs for the server's certificate (default: system roots)")
+	cli.LoginFlags(fs, &o.login, &self)
 	fs.StringVar(&o.certFile, "cert", "", "our certificate and key, a PEM `file` (default: DIR/BARE-JID/cert.pem, made on first use)")
 	fs.StringVar(&o.dir, "dir", cli.DefaultDir("xtls-pair"), "state `directory`: our certificate and the pinned keys, per account")
 	fs.BoolVar(&o.verbose, "v", false, "log XTLS events on standard error")

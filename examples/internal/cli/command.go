@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 
 	"mellium.im/xmpp/jid"
@@ -52,4 +53,14 @@ func ParseCommand(self string, args []string) (Command, error) {
 		return c, fmt.Errorf("unknown command %q", args[0])
 	}
 	return c, nil
+}
+
+// LoginFlags defines the flags every networked example takes to log in:
+// -server, -jid (into self, checked later by ParseCommand), -password and
+// -ca.
+func LoginFlags(fs *flag.FlagSet, l *Login, self *string) {
+	fs.StringVar(&l.Server, "server", "", "server `host:port` (default: the JID's domain, port 5222)")
+	fs.StringVar(self, "jid", "", "our account, user@domain[/resource] (required)")
+	fs.StringVar(&l.Password, "password", "", "password (default: $"+PasswordEnv+")")
+	fs.StringVar(&l.CAFile, "ca", "", "PEM `file` of CAs for the server's certificate (default: system roots)")
 }

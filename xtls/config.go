@@ -72,6 +72,15 @@ type Config struct {
 	// overridden by the fields above when those are set.
 	Transport *transport.Config
 
+	// NoQuickAck leaves the session's TCP socket alone. By default, on
+	// Linux, when a response to one of the tunnel's IQs arrives the Handler
+	// asks the kernel to acknowledge it at once (TCP_QUICKACK) instead of
+	// after the usual ~40 ms delay: a server that writes with Nagle's
+	// algorithm on (Prosody's default) holds its next stanza until that
+	// ACK, which made a tunnel's handshake ~40-80 ms slower through it. It
+	// costs an ACK segment when nothing else was about to be sent.
+	NoQuickAck bool
+
 	// HandshakeTimeout bounds the TLS handshake of a tunnel the peer opens
 	// (Dial's is bounded by its context). Default 30 s.
 	HandshakeTimeout time.Duration

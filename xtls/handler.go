@@ -41,7 +41,13 @@ type Handler struct {
 func NewHandler(s *xmpp.Session, cfg *Config) *Handler {
 	c := cfg.withDefaults()
 	h := &Handler{s: s, cfg: c, log: c.Logger}
-	h.ep = transport.NewEndpoint(s, c.transportConfig())
+	var sess transport.Session = s
+	if !c.NoQuickAck {
+		if ack := ackFor(s.Conn()); ack != nil {
+			sess = ackingSession{Session: s, ack: ack}
+		}
+	}
+	h.ep = transport.NewEndpoint(sess, c.transportConfig())
 	base := &tls.Config{
 		Certificates:  []tls.Certificate{c.Certificate},
 		MinVersion:    c.MinVersion,

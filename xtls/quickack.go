@@ -1,6 +1,13 @@
 package xtls
 
-import "net"
+import (
+	"context"
+	"encoding/xml"
+	"net"
+
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp"
+)
 
 // QuickAck wraps the TCP connection of a client's XMPP session (before the
 // session is made from it) so that the kernel acknowledges what it receives
@@ -10,11 +17,11 @@ import "net"
 //
 // Why: a server that writes a burst of stanzas with Nagle's algorithm on
 // (Prosody's default) holds all but the first until the client acknowledges
-// it, and a client with nothing to send delays that ACK by about 40 ms. A
-// tunnel's handshake is such a burst: through an untuned Prosody on
-// loopback, the first application byte took ~85 ms without QuickAck and a
-// few with it (integration/cmd/xtls-bench). It costs a few more ACK
-// segments.
+// it, and a client with nothing to send delays that ACK by about 40 ms.
+// A Handler already flushes the ACK for each response to its own IQs (see
+// Config.NoQuickAck), which is what a tunnel's handshake needs; QuickAck
+// does it for every read, for the session's other traffic too. It costs a
+// few more ACK segments.
 //
 //	tcp, err := net.Dial("tcp", "xmpp.example.org:5222")
 //	session, err := xmpp.NewClientSession(ctx, addr, xtls.QuickAck(tcp), ...)
@@ -24,4 +31,24 @@ func QuickAck(c net.Conn) net.Conn {
 		return c
 	}
 	return quickAck(tc)
+}
+
+// ackFor is ackNow; tests replace it to see that the Handler uses it.
+var ackFor = ackNow
+
+// ackingSession flushes the kernel's delayed ACK each time a response to
+// one of our IQs arrives (see Config.NoQuickAck). Requests need no such
+// help: their answer, written at once, carries the ACK.
+type ackingSession struct {
+	*xmpp.Session
+	ack func()
+}
+
+// SendIQ sends an IQ and acknowledges its response at the TCP level.
+func (s ackingSession) SendIQ(ctx context.Context, r xml.TokenReader) (xmlstream.TokenReadCloser, error) {
+	resp, err := s.Session.SendIQ(ctx, r)
+	if err == nil {
+		s.ack()
+	}
+	return resp, err
 }

@@ -173,8 +173,8 @@ var rows = []row{
 	{"fb_rtt", "Dial → peer reads our first byte", "IQ RTTs"},
 	{"fb2_ms", "Dial → we read the peer's first byte", "ms"},
 	{"fb2_rtt", "Dial → we read the peer's first byte", "IQ RTTs"},
-	{"fbq_ms", "Dial → peer reads our first byte, clients with xtls.QuickAck", "ms"},
-	{"fbq_rtt", "Dial → peer reads our first byte, clients with xtls.QuickAck", "IQ RTTs"},
+	{"fbq_ms", "Dial → peer reads our first byte, Config.NoQuickAck", "ms"},
+	{"fbq_rtt", "Dial → peer reads our first byte, Config.NoQuickAck", "IQ RTTs"},
 	{"tcp_fb", "same over TCP loopback: TLS 1.3, mutual certificates", "ms"},
 	{"fb_net", "(xtls − TCP) / IQ RTT: round trips the XMPP path adds", "IQ RTTs"},
 	{"idle", "heap per idle tunnel (both ends)", "KiB"},
@@ -235,12 +235,12 @@ func benchServer(name string, o options, log io.Writer) (column, error) {
 		}
 	}
 	col := column{name: name, vals: map[string]float64{}}
-	a, err := login(ctx, srv, "alice", nil)
+	a, err := login(ctx, srv, "alice", false)
 	if err != nil {
 		return col, err
 	}
 	defer a.close()
-	b, err := login(ctx, srv, "bob", nil)
+	b, err := login(ctx, srv, "bob", false)
 	if err != nil {
 		return col, err
 	}
@@ -299,12 +299,12 @@ func benchServer(name string, o options, log io.Writer) (column, error) {
 	if err := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		aq, err := login(ctx, srv, "alice", xtls.QuickAck)
+		aq, err := login(ctx, srv, "alice", true)
 		if err != nil {
 			return err
 		}
 		defer aq.close()
-		bq, err := login(ctx, srv, "bob", xtls.QuickAck)
+		bq, err := login(ctx, srv, "bob", true)
 		if err != nil {
 			return err
 		}
@@ -364,14 +364,14 @@ type party struct {
 	acc chan net.Conn
 }
 
-func login(ctx context.Context, srv *harness.Server, user string, wrap func(net.Conn) net.Conn) (*party, error) {
-	return loginWith(ctx, srv, user, func(ctx context.Context) (*xmpp.Session, error) {
-		return srv.ConnectWrapped(ctx, user, user+"-secret", wrap)
+func login(ctx context.Context, srv *harness.Server, user string, noQuickAck bool) (*party, error) {
+	return loginWith(ctx, srv, user, noQuickAck, func(ctx context.Context) (*xmpp.Session, error) {
+		return srv.Connect(ctx, user, user+"-secret")
 	})
 }
 
 // loginWith makes a party of the session connect returns.
-func loginWith(ctx context.Context, srv *harness.Server, user string, connect func(context.Context) (*xmpp.Session, error)) (*party, error) {
+func loginWith(ctx context.Context, srv *harness.Server, user string, noQuickAck bool, connect func(context.Context) (*xmpp.Session, error)) (*party, error) {
 	s, err := connect(ctx)
 	if err != nil {
 		return nil, err
@@ -381,7 +381,7 @@ func loginWith(ctx context.Context, srv *harness.Server, user string, connect fu
 		return nil, err
 	}
 	p := &party{s: s, addr: s.LocalAddr(), ibb: &ibb.Handler{}, done: make(chan error, 1), acc: make(chan net.Conn, 4096)}
-	p.h = xtls.NewHandler(s, &xtls.Config{Certificate: cert, Pins: xtls.NewMemPinStore(), TrustOnFirstUse: true})
+	p.h = xtls.NewHandler(s, &xtls.Config{Certificate: cert, Pins: xtls.NewMemPinStore(), TrustOnFirstUse: true, NoQuickAck: noQuickAck})
 	answer := mux.IQHandlerFunc(func(iq stanza.IQ, t xmlstream.TokenReadEncoder, _ *xml.StartElement) error {
 		_, err := xmlstream.Copy(t, iq.Result(nil))
 		return err
@@ -938,7 +938,7 @@ func atRTT(srv *harness.Server, rtt time.Duration, o options, vals map[string]fl
 
 // loginVia is login through another address that leads to the server.
 func loginVia(ctx context.Context, srv *harness.Server, via, user string) (*party, error) {
-	return loginWith(ctx, srv, user, func(ctx context.Context) (*xmpp.Session, error) {
+	return loginWith(ctx, srv, user, false, func(ctx context.Context) (*xmpp.Session, error) {
 		return srv.ConnectVia(ctx, via, user, user+"-secret", nil)
 	})
 }

@@ -63,6 +63,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/xmppxtls/xtls/integration/harness"
+	"github.com/xmppxtls/xtls/transport"
 	"github.com/xmppxtls/xtls/xtls"
 )
 
@@ -97,6 +98,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&sizeMiB, "size", 64, "MiB per xtls, ceiling and TLS run")
 	fs.IntVar(&ibbMiB, "ibb-size", 8, "MiB per ibb run (ibb is slow; MB/s does not depend on it)")
 	fs.IntVar(&o.inflight, "inflight", 32, "IQs outstanding in the raw ceiling")
+	fs.IntVar(&o.chunk, "chunk", 5120, "payload bytes per data IQ: the tunnels' transport.Config.ChunkSize (5120 is its default) and the ceiling's chunk")
 	fs.IntVar(&o.tunnels, "tunnels", 1000, "tunnels over one session for the memory rows")
 	fs.IntVar(&o.dials, "dials", 20, "dials for the first-byte row")
 	fs.StringVar(&servers, "servers", "prosody,ejabberd", "servers to measure")
@@ -127,7 +129,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 			row{fmt.Sprintf("r@%v", d), fmt.Sprintf("xtls / ibb, clients %v apart", d), "×"},
 		)
 	}
-	o.chunk = 5120 // the transport's default chunk
 	o.servers = strings.Split(servers, ",")
 
 	var cols []column
@@ -235,12 +236,12 @@ func benchServer(name string, o options, log io.Writer) (column, error) {
 		}
 	}
 	col := column{name: name, vals: map[string]float64{}}
-	a, err := login(ctx, srv, "alice", false)
+	a, err := login(ctx, srv, "alice", tuning{chunk: o.chunk})
 	if err != nil {
 		return col, err
 	}
 	defer a.close()
-	b, err := login(ctx, srv, "bob", false)
+	b, err := login(ctx, srv, "bob", tuning{chunk: o.chunk})
 	if err != nil {
 		return col, err
 	}
@@ -299,12 +300,12 @@ func benchServer(name string, o options, log io.Writer) (column, error) {
 	if err := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		aq, err := login(ctx, srv, "alice", true)
+		aq, err := login(ctx, srv, "alice", tuning{chunk: o.chunk, noQuickAck: true})
 		if err != nil {
 			return err
 		}
 		defer aq.close()
-		bq, err := login(ctx, srv, "bob", true)
+		bq, err := login(ctx, srv, "bob", tuning{chunk: o.chunk, noQuickAck: true})
 		if err != nil {
 			return err
 		}
@@ -364,14 +365,20 @@ type party struct {
 	acc chan net.Conn
 }
 
-func login(ctx context.Context, srv *harness.Server, user string, noQuickAck bool) (*party, error) {
-	return loginWith(ctx, srv, user, noQuickAck, func(ctx context.Context) (*xmpp.Session, error) {
+// tuning is what a party's Handler is given beyond the defaults.
+type tuning struct {
+	chunk      int  // transport.Config.ChunkSize
+	noQuickAck bool // xtls.Config.NoQuickAck
+}
+
+func login(ctx context.Context, srv *harness.Server, user string, t tuning) (*party, error) {
+	return loginWith(ctx, srv, user, t, func(ctx context.Context) (*xmpp.Session, error) {
 		return srv.Connect(ctx, user, user+"-secret")
 	})
 }
 
 // loginWith makes a party of the session connect returns.
-func loginWith(ctx context.Context, srv *harness.Server, user string, noQuickAck bool, connect func(context.Context) (*xmpp.Session, error)) (*party, error) {
+func loginWith(ctx context.Context, srv *harness.Server, user string, t tuning, connect func(context.Context) (*xmpp.Session, error)) (*party, error) {
 	s, err := connect(ctx)
 	if err != nil {
 		return nil, err
@@ -381,7 +388,7 @@ func loginWith(ctx context.Context, srv *harness.Server, user string, noQuickAck
 		return nil, err
 	}
 	p := &party{s: s, addr: s.LocalAddr(), ibb: &ibb.Handler{}, done: make(chan error, 1), acc: make(chan net.Conn, 4096)}
-	p.h = xtls.NewHandler(s, &xtls.Config{Certificate: cert, Pins: xtls.NewMemPinStore(), TrustOnFirstUse: true, NoQuickAck: noQuickAck})
+	p.h = xtls.NewHandler(s, &xtls.Config{Certificate: cert, Pins: xtls.NewMemPinStore(), TrustOnFirstUse: true, NoQuickAck: t.noQuickAck, Transport: &transport.Config{ChunkSize: t.chunk}})
 	answer := mux.IQHandlerFunc(func(iq stanza.IQ, t xmlstream.TokenReadEncoder, _ *xml.StartElement) error {
 		_, err := xmlstream.Copy(t, iq.Result(nil))
 		return err
@@ -904,12 +911,12 @@ func atRTT(srv *harness.Server, rtt time.Duration, o options, vals map[string]fl
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	a, err := loginVia(ctx, srv, via[0], "alice")
+	a, err := loginVia(ctx, srv, via[0], "alice", tuning{chunk: o.chunk})
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	b, err := loginVia(ctx, srv, via[1], "bob")
+	b, err := loginVia(ctx, srv, via[1], "bob", tuning{chunk: o.chunk})
 	if err != nil {
 		return err
 	}
@@ -937,8 +944,8 @@ func atRTT(srv *harness.Server, rtt time.Duration, o options, vals map[string]fl
 }
 
 // loginVia is login through another address that leads to the server.
-func loginVia(ctx context.Context, srv *harness.Server, via, user string) (*party, error) {
-	return loginWith(ctx, srv, user, false, func(ctx context.Context) (*xmpp.Session, error) {
+func loginVia(ctx context.Context, srv *harness.Server, via, user string, t tuning) (*party, error) {
+	return loginWith(ctx, srv, user, t, func(ctx context.Context) (*xmpp.Session, error) {
 		return srv.ConnectVia(ctx, via, user, user+"-secret", nil)
 	})
 }

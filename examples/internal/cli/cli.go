@@ -82,8 +82,10 @@ func Connect(ctx context.Context, l Login) (*xmpp.Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Acknowledge at once: an untuned server's Nagle otherwise costs each
-	// tunnel handshake ~40 ms per burst (see xtls.QuickAck).
+	// Acknowledge every read at once: an untuned server's Nagle otherwise
+	// holds a stanza ~40 ms behind a delayed ACK. The Handler already does
+	// this for its tunnels' IQs (Config.NoQuickAck); QuickAck covers the
+	// session's other stanzas too.
 	s, err := xmpp.NewClientSession(ctx, addr, xtls.QuickAck(conn),
 		xmpp.StartTLS(tc),
 		xmpp.SASL("", pass, sasl.ScramSha256, sasl.ScramSha1, sasl.Plain),

@@ -229,15 +229,16 @@ func (c *Conn) nextDataLocked() *flight {
 // so every answer is a valid round-trip sample.
 func (c *Conn) transmit(f *flight, written chan struct{}) {
 	defer c.wg.Done()
-	ctx, cancel := context.WithCancel(c.ctx)
-	defer cancel()
+	ctx := newSendCtx(c.ctx)
+	stopTunnel := context.AfterFunc(c.ctx, ctx.cancel)
+	defer stopTunnel()
 	// Once the flight is settled this attempt stops waiting, but only once
 	// its stanza is out: cancelling a send's context while it writes would
 	// cut the stanza in half (mellium turns it into a write deadline).
 	stop := context.AfterFunc(f.ctx, func() {
 		<-written
 		c.ep.syncOut()
-		cancel()
+		ctx.cancel()
 	})
 	defer stop()
 
@@ -290,6 +291,9 @@ func (c *Conn) transmit(f *flight, written chan struct{}) {
 		done:    markWritten,
 	}
 	resp, err := c.ep.sess.SendIQ(ctx, r)
+	// Answered or failed: this attempt's context must not be cancelled
+	// because the flight is now settled (see sendCtx).
+	stop()
 	markWritten()
 	if timer != nil {
 		timer.Stop()
@@ -303,6 +307,39 @@ func (c *Conn) transmit(f *flight, written chan struct{}) {
 	}
 	c.response(f, resp, time.Since(sentAt))
 }
+
+// sendCtx is the context of one SendIQ call: done when the tunnel ends or
+// the flight is settled by another attempt, and never merely because the
+// call has returned. mellium arms a goroutine for each send that, once the
+// send's context is done, sets a write deadline in the past on the whole
+// connection; the send cancels that goroutine when it is over, but on a
+// busy machine the goroutine may first run after both have happened and
+// then pick the deadline, cutting whatever stanza the session is writing
+// at that moment and so ending the session ("i/o timeout"). Cancelling
+// every context right after its answer, as context.WithCancel's defer
+// would, made that a matter of luck on every IQ.
+type sendCtx struct {
+	context.Context // the tunnel's, for Deadline and Value
+	done            chan struct{}
+	once            sync.Once
+}
+
+func newSendCtx(parent context.Context) *sendCtx {
+	return &sendCtx{Context: parent, done: make(chan struct{})}
+}
+
+func (c *sendCtx) Done() <-chan struct{} { return c.done }
+
+func (c *sendCtx) Err() error {
+	select {
+	case <-c.done:
+		return context.Canceled
+	default:
+		return nil
+	}
+}
+
+func (c *sendCtx) cancel() { c.once.Do(func() { close(c.done) }) }
 
 func b64len(n int) int { return (n + 2) / 3 * 4 }
 

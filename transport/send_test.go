@@ -132,6 +132,32 @@ func TestSenderRetransmitsOnTimeout(t *testing.T) {
 	})
 }
 
+// The context of an IQ that got its answer is never cancelled. mellium's send arms a goroutine that sets a write deadline in the
+// past on the connection when that context is done; if the goroutine runs
+// late, a cancel right after the answer cuts another stanza and ends the
+// session (seen as "XMPP session closed: i/o timeout" under load).
+func TestSendContextOutlivesAnswer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, e, c, start := initiator(t, nil)
+		proceed(start, 4096, 65536)
+		_, err := c.Write([]byte("hello"))
+		require.NoError(t, err)
+		s := f.next(t)
+		s.ack()
+		for range 2 {
+			synctest.Wait()
+			for _, sent := range []*sentIQ{start, s} {
+				select {
+				case <-sent.ctxDone:
+					t.Fatalf("context done after its answer: %s", sent.raw)
+				default:
+				}
+			}
+			e.Close() // nor when the tunnel ends: nothing waits on them
+		}
+	})
+}
+
 // A copy sent again does not stop the first copy's wait: on a slow path its
 // answer is usually on the way, and it settles the block; the other copies
 // then stop waiting and nothing more is sent.

@@ -39,8 +39,9 @@ func TestEndToEndSession(t *testing.T) {
 			return nil
 		})
 		accepted := make(chan *xmpp.Session, 1)
+		ln := bob.h.Listen() // before the dial: without a Listener it is refused
 		go func() {
-			s, err := xtls.AcceptSession(ctx, bob.h.Listen())
+			s, err := xtls.AcceptSession(ctx, ln)
 			if err != nil {
 				close(accepted)
 				return

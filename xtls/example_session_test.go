@@ -34,9 +34,11 @@ func ExampleDialSession() {
 	defer alice.Close()
 	defer bob.Close()
 
+	// Listen before the peer dials: until then, tunnels to bob are refused.
+	ln := bob.Listen()
 	got := make(chan string)
 	go func() {
-		inner, err := xtls.AcceptSession(ctx, bob.Listen())
+		inner, err := xtls.AcceptSession(ctx, ln)
 		if err != nil {
 			panic(err)
 		}

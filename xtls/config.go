@@ -44,8 +44,9 @@ type Config struct {
 	// the same code is the peer trusted (TrustPaired) and its key pinned
 	// (Pins must be set). A code people read to each other comes from
 	// NewPairingCode; a device may return its long-lived printed secret for
-	// every peer. After three failures with the same code for a peer, the
-	// code is refused: make a new one.
+	// every peer. After three attempts with the same code for a peer that
+	// did not succeed (a wrong code, but also one abandoned or broken
+	// midway, or still running), the code is refused: make a new one.
 	PairingCode func(peer jid.JID) ([]byte, bool)
 
 	// AcceptPeer decides whether a peer may open a tunnel to us (a Listener

@@ -143,7 +143,7 @@ func (c *Conn) afterTLS(ctx context.Context) error {
 			return err
 		}
 		code = c.pairingCode()
-		if c.h.pairs.count(peer, code) >= maxPairFailures {
+		if !c.h.pairs.begin(peer, code) {
 			return &PairingError{Peer: peer, Reason: PairingCodeDead}
 		}
 		if _, err := c.tls.Write([]byte{modePair}); err != nil {
@@ -174,7 +174,7 @@ func (c *Conn) afterTLS(ctx context.Context) error {
 			c.sendFail(PairingNoCode)
 			return &PairingError{Peer: peer, Reason: PairingNoCode}
 		}
-		if c.h.pairs.count(peer, code) >= maxPairFailures {
+		if !c.h.pairs.begin(peer, code) {
 			c.sendFail(PairingCodeDead)
 			return &PairingError{Peer: peer, Reason: PairingCodeDead}
 		}
@@ -182,6 +182,7 @@ func (c *Conn) afterTLS(ctx context.Context) error {
 			return err
 		}
 	}
+	c.h.pairs.succeeded(peer, code)
 	// Paired: the peer's key (or its person's CA) is pinned.
 	c.mu.Lock()
 	c.verdict.trust, c.verdict.pair = TrustPaired, false

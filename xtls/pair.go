@@ -166,13 +166,20 @@ func NormalizePairingCode(code []byte) []byte {
 	return digits
 }
 
-// pairState counts failed pairings per peer and code.
+// pairState counts failed pairings per peer and code. An attempt counts as
+// failed from the moment it begins until it succeeds: a peer can test its
+// guess as soon as it has the other side's CPace message, and could
+// otherwise walk away before the confirmation (a "broken" exchange, never
+// counted) or run many attempts at once, each passing a check made before
+// any had failed.
 type pairState struct {
 	mu       sync.Mutex
 	failures map[string]map[[32]byte]int // bare JID -> code hash -> failures
 }
 
-func (p *pairState) failed(peer jid.JID, code []byte) int {
+// begin counts an attempt with code against peer as failed and reports
+// true, or reports false if the code has failed maxPairFailures times.
+func (p *pairState) begin(peer jid.JID, code []byte) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.failures == nil {
@@ -183,8 +190,21 @@ func (p *pairState) failed(peer jid.JID, code []byte) int {
 		p.failures[k] = make(map[[32]byte]int)
 	}
 	h := sha256.Sum256(code)
+	if p.failures[k][h] >= maxPairFailures {
+		return false
+	}
 	p.failures[k][h]++
-	return p.failures[k][h]
+	return true
+}
+
+// succeeded takes back the failure that begin counted.
+func (p *pairState) succeeded(peer jid.JID, code []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k, h := peer.Bare().String(), sha256.Sum256(code)
+	if p.failures[k][h] > 0 {
+		p.failures[k][h]--
+	}
 }
 
 func (p *pairState) count(peer jid.JID, code []byte) int {
@@ -381,9 +401,9 @@ func (c *Conn) pairAsResponder(code []byte) error {
 	return nil
 }
 
-// wrongCode counts a failure of code with the peer.
+// wrongCode is the error for a wrong code (begin counted the failure).
 func (c *Conn) wrongCode(code []byte, remote bool) error {
-	n := c.h.pairs.failed(c.state.Peer, code)
+	n := c.h.pairs.count(c.state.Peer, code)
 	return &PairingError{Peer: c.state.Peer, Reason: PairingWrongCode, Remote: remote, Left: max(0, maxPairFailures-n)}
 }
 

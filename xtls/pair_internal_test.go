@@ -143,18 +143,26 @@ func FuzzReadFrame(f *testing.F) {
 	})
 }
 
-// The pairing attempt counter: three failures kill a code for one peer;
-// other peers and other codes are untouched; spelling does not matter.
+// The pairing attempt counter: an attempt counts as failed from its start
+// until it succeeds; three kill a code for one peer, however they ended
+// and even while they still run; other peers and other codes are
+// untouched; spelling does not matter.
 func TestPairStateCounts(t *testing.T) {
 	var p pairState
 	alice := jid.MustParse("alice@example.net/phone")
 	aliceLaptop := jid.MustParse("alice@example.net/laptop")
 	bob := jid.MustParse("bob@example.org/a")
 	code := NormalizePairingCode([]byte("1111 2222 3333"))
+	require.True(t, p.begin(alice, code))
+	p.succeeded(alice, code)
+	require.Equal(t, 0, p.count(alice, code), "a success is not a failure")
 	for want := 1; want <= 3; want++ {
-		require.Equal(t, want, p.failed(alice, code))
+		require.True(t, p.begin(alice, code))
+		require.Equal(t, want, p.count(alice, code))
 	}
-	require.Equal(t, 3, p.count(aliceLaptop, NormalizePairingCode([]byte("1111-2222-3333"))), "per bare JID, same code")
+	require.False(t, p.begin(alice, code), "three attempts begun, none succeeded")
+	require.False(t, p.begin(aliceLaptop, NormalizePairingCode([]byte("1111-2222-3333"))), "per bare JID, same code")
 	require.Equal(t, 0, p.count(bob, code))
-	require.Equal(t, 0, p.count(alice, NormalizePairingCode([]byte("1111 2222 3334"))))
+	require.True(t, p.begin(bob, code))
+	require.True(t, p.begin(alice, NormalizePairingCode([]byte("1111 2222 3334"))))
 }

@@ -17,6 +17,7 @@ import (
 	"mellium.im/xmpp/mux"
 	"mellium.im/xmpp/stanza"
 
+	"github.com/xmppxtls/xtls/internal/cpace"
 	"github.com/xmppxtls/xtls/transport"
 	"github.com/xmppxtls/xtls/xtls"
 	"github.com/xmppxtls/xtls/xtls/xtlstest"
@@ -142,6 +143,49 @@ func TestPairingAttemptLimit(t *testing.T) {
 		require.Equal(t, xtls.TrustPaired, c1.State().Trust)
 		c1.Close()
 		c2.Close()
+	})
+}
+
+// A guesser who walks away as soon as it has the responder's CPace message
+// (enough to test one guess offline) has still used up a try: after three
+// such attempts the responder answers the next with "code used up" instead
+// of another CPace message.
+func TestPairingAbandonedAttemptCounts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t)
+		_, e, _ := w.joinRaw(aliceJID)
+		cb, pins := pairing("9999 8888 7777")
+		b := w.join(bobJID, cb)
+		b.h.Listen()
+		own := &tls.Config{Certificates: []tls.Certificate{cert(t, aliceJID)}, InsecureSkipVerify: true}
+		attempt := func() (frameType byte, body []byte) {
+			c, err := e.Dial(context.Background(), b.addr, "")
+			require.NoError(t, err)
+			defer c.Close()
+			tc := tls.Client(c, own)
+			require.NoError(t, tc.Handshake())
+			_, ya, err := cpace.Start(nil, []byte("123412341234"), []byte("ci"), []byte("sid"), nil)
+			require.NoError(t, err)
+			// The mode byte, then a CPace A frame: type, 16-bit length, Ya.
+			_, err = tc.Write(append([]byte{'P', 1, 0, byte(len(ya))}, ya...))
+			require.NoError(t, err)
+			var head [3]byte
+			_, err = io.ReadFull(tc, head[:])
+			require.NoError(t, err)
+			body = make([]byte, int(head[1])<<8|int(head[2]))
+			_, err = io.ReadFull(tc, body)
+			require.NoError(t, err)
+			return head[0], body
+		}
+		for range 3 {
+			typ, body := attempt()
+			require.Equal(t, byte(2), typ, "a CPace B frame")
+			require.Len(t, body, 64)
+		}
+		typ, body := attempt()
+		require.Equal(t, byte(0xff), typ, "a fail frame")
+		require.Equal(t, []byte{byte(xtls.PairingCodeDead)}, body)
+		require.Empty(t, pinsOf(t, pins, aliceJID))
 	})
 }
 

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/nettest"
@@ -114,7 +115,21 @@ func makeTLSPipe() (c1, c2 net.Conn, stop func(), err error) {
 		return nil, nil, nil, err
 	}
 	y := <-acc
-	return x, y, func() { x.Close(); y.Close(); w.close() }, nil
+	stop = func() {
+		x.Close()
+		y.Close()
+		// A subtest may return while its own Close still waits for the
+		// peer (BasicIO does): let both tunnels end before the handlers go,
+		// or that Close fails with "endpoint closed".
+		for _, c := range []*xtls.Conn{x, y.(*xtls.Conn)} {
+			select {
+			case <-c.Tunnel().Done():
+			case <-time.After(time.Minute):
+			}
+		}
+		w.close()
+	}
+	return x, y, stop, nil
 }
 
 // TLS over the tunnel passes the subtests of x/net's nettest.TestConn that

@@ -302,7 +302,8 @@ func (c *Conn) readLocked(p []byte) int {
 // Write queues p for sending. It blocks while a block's worth of data is
 // queued and the peer's credit or the window of unacknowledged IQs holds the
 // sender back, and returns once every byte is queued (not acknowledged: Close
-// and CloseWrite wait for that).
+// and CloseWrite wait for that). A failure of the tunnel after the last byte
+// was queued is reported by the next call, not by this one.
 func (c *Conn) Write(p []byte) (int, error) {
 	if !acquire(c.wrSem, c.wdl) {
 		return 0, timeoutError{}
@@ -310,6 +311,11 @@ func (c *Conn) Write(p []byte) (int, error) {
 	defer func() { <-c.wrSem }()
 	n := 0
 	for {
+		if n == len(p) && n > 0 {
+			// All of p is queued: what happens to the tunnel from now on
+			// is for the next call to report, not this one.
+			return n, nil
+		}
 		c.mu.Lock()
 		if err := c.writeErrLocked(); err != nil {
 			c.mu.Unlock()

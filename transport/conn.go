@@ -252,14 +252,18 @@ func (c *Conn) Read(p []byte) (int, error) {
 			c.mu.Unlock()
 			return n, nil
 		}
+		// The peer closed its direction after all its data had been
+		// acknowledged: that direction ended cleanly, whatever happened
+		// to ours afterwards (a write refused because the peer's tunnel
+		// is gone, say). The failure is for Write and Close to report.
+		if c.peerClosed {
+			c.mu.Unlock()
+			return 0, io.EOF
+		}
 		if c.err != nil {
 			err := c.err
 			c.mu.Unlock()
 			return 0, err
-		}
-		if c.peerClosed {
-			c.mu.Unlock()
-			return 0, io.EOF
 		}
 		c.mu.Unlock()
 		if len(p) == 0 {

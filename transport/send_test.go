@@ -489,6 +489,28 @@ func TestReadDeliversAcceptedDataBeforeFailure(t *testing.T) {
 	})
 }
 
+// Once the peer has closed its direction, Read ends with io.EOF even if our
+// direction fails afterwards (here: our data refused because the peer's
+// tunnel is gone); the failure is Write's to report. TLS above relies on
+// it to tell a clean end, or a missing close_notify, from a broken tunnel.
+func TestReadEOFSurvivesLaterWriteFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, e, c, start := initiator(t, nil)
+		proceed(start, 4096, 65536)
+		require.True(t, isAck(deliver(t, e, stanza.SetIQ, bobJID, data(0, "partial"))))
+		require.Contains(t, deliver(t, e, stanza.SetIQ, bobJID, encodeElem(xstanza.Close{SID: sid})), "<closed")
+		_, err := c.Write([]byte("too late"))
+		require.NoError(t, err)
+		f.next(t).fail(stanza.Cancel, stanza.ItemNotFound)
+		synctest.Wait()
+		_, err = c.Write([]byte("more"))
+		require.ErrorIs(t, err, stanza.Error{Condition: stanza.ItemNotFound})
+		got, err := io.ReadAll(c)
+		require.NoError(t, err)
+		require.Equal(t, "partial", string(got))
+	})
+}
+
 // Abort sends a close with the condition and fails both ends at once.
 func TestSenderAbort(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

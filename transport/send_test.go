@@ -132,10 +132,11 @@ func TestSenderRetransmitsOnTimeout(t *testing.T) {
 	})
 }
 
-// The context of an IQ that got its answer is never cancelled. mellium's send arms a goroutine that sets a write deadline in the
-// past on the connection when that context is done; if the goroutine runs
-// late, a cancel right after the answer cuts another stanza and ends the
-// session (seen as "XMPP session closed: i/o timeout" under load).
+// The context of an IQ that got its answer is never cancelled. mellium's
+// send arms a goroutine that sets a write deadline in the past on the
+// connection when that context is done; if the goroutine runs late, a
+// cancel right after the answer cuts another stanza and ends the session
+// (seen as "XMPP session closed: i/o timeout" under load).
 func TestSendContextOutlivesAnswer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f, e, c, start := initiator(t, nil)

@@ -156,10 +156,7 @@ func parse(args []string, stderr io.Writer) (*options, int) {
 	}
 	o.self, o.login.JID, o.listen, o.peer = cmd.Self, self, cmd.Listen, cmd.Peer
 	if !o.listen {
-		switch {
-		case o.peer.Localpart() == "":
-			return usage("dial %q: want a full JID, user@domain/resource", fs.Arg(1))
-		case o.peer.Bare().Equal(o.self.Bare()):
+		if o.peer.Bare().Equal(o.self.Bare()) {
 			return usage("dial %s: that is our own account", o.peer)
 		}
 	}

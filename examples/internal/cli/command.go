@@ -45,7 +45,7 @@ func ParseCommand(self string, args []string) (Command, error) {
 			return c, errors.New("dial takes one argument, the peer's full JID")
 		}
 		peer, err := jid.Parse(args[1])
-		if err != nil || peer.Resourcepart() == "" {
+		if err != nil || peer.Localpart() == "" || peer.Resourcepart() == "" {
 			return c, fmt.Errorf("dial %q: want a full JID, user@domain/resource", args[1])
 		}
 		c.Peer = peer

@@ -26,6 +26,17 @@
 //     log in through toxiproxy (in-process, 127.0.0.1), each link delayed
 //     by a quarter of the round trip each way.
 //
+// xtls one way and the ceiling run in alternation, and their ratio is the
+// median of the ratios of neighbouring runs. On Linux the same runs report
+// how busy the server's CPU was and the CPU time per MB of the server and
+// of the clients: a server that is not busy waits for something, which is
+// where a tunnel loses against the ceiling. -quick measures only those
+// rows; -prosody-readsize and -prosody-nodelay start a tuned Prosody to
+// compare with:
+//
+//	go run ./integration/cmd/xtls-bench -quick -servers prosody -runs 5 -size 32
+//	go run ./integration/cmd/xtls-bench -quick -servers prosody -prosody-readsize 65536
+//
 // MB is 10^6 bytes of payload, not of Base64. Both clients and the server
 // share the machine, so absolute figures drift: read the ratios.
 package main
@@ -82,6 +93,11 @@ type options struct {
 	rttSize  int64
 	cpuProf  string
 	memProf  string
+	// quick measures only the paired xtls and ceiling rows.
+	quick bool
+	// prosodyNoNagle and prosodyReadSize tune the Prosody under test.
+	prosodyNoNagle  bool
+	prosodyReadSize int
 }
 
 func main() {
@@ -108,6 +124,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&rttMiB, "rtt-size", 4, "MiB per xtls run at a round trip (ibb moves a tenth)")
 	fs.StringVar(&o.cpuProf, "cpuprofile", "", "write a CPU profile of the xtls runs to this file")
 	fs.StringVar(&o.memProf, "memprofile", "", "write an allocation profile to this file at the end")
+	fs.BoolVar(&o.quick, "quick", false, "measure only xtls one way and the raw ceiling (for tuning experiments)")
+	fs.BoolVar(&o.prosodyNoNagle, "prosody-nodelay", false, "start Prosody with network_settings = { nagle = false }")
+	fs.IntVar(&o.prosodyReadSize, "prosody-readsize", 0, "start Prosody with this network_default_read_size (0: its default, 4096)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -169,6 +188,12 @@ var rows = []row{
 	{"tcp", "crypto/tls 1.3 over TCP loopback", "MB/s"},
 	{"r_ceil", "xtls / raw ceiling", "×"},
 	{"r_ibb", "xtls / ibb", "×"},
+	{"busy_x", "server CPU during xtls one way (100 = one core)", "%"},
+	{"busy_c", "server CPU during the raw ceiling (100 = one core)", "%"},
+	{"scpu_x", "server CPU per MB, xtls one way", "ms"},
+	{"scpu_c", "server CPU per MB, raw ceiling", "ms"},
+	{"cpu_x", "client CPU per MB (both ends), xtls one way", "ms"},
+	{"cpu_c", "client CPU per MB (both ends), raw ceiling", "ms"},
 	{"rtt", "small IQ round trip (median of 200)", "ms"},
 	{"fb_ms", "Dial → peer reads our first byte", "ms"},
 	{"fb_rtt", "Dial → peer reads our first byte", "IQ RTTs"},
@@ -220,7 +245,7 @@ func benchServer(name string, o options, log io.Writer) (column, error) {
 	var err error
 	switch name {
 	case "prosody":
-		srv, err = harness.StartProsody(ctx, harness.ProsodyOptions{})
+		srv, err = harness.StartProsody(ctx, harness.ProsodyOptions{DisableNagle: o.prosodyNoNagle, ReadSize: o.prosodyReadSize})
 	case "ejabberd":
 		srv, err = harness.StartEjabberd(ctx, harness.EjabberdOptions{})
 	default:
@@ -268,14 +293,46 @@ func benchServer(name string, o options, log io.Writer) (column, error) {
 		pprof.StartCPUProfile(f)
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
+	// xtls and the ceiling alternate run by run and their ratio is the
+	// median of neighbours' ratios: the machine drifts between runs more
+	// than within one pair.
+	var xs, cs, rs []float64
+	var xcpu, ccpu cpuUse
+	for range o.runs {
+		u := startCPU(srv.PID())
+		x, err := xtlsRate(a, b, o.size, false)
+		if err != nil {
+			return col, fmt.Errorf("xtls1: %w", err)
+		}
+		xcpu.add(u.stop())
+		u = startCPU(srv.PID())
+		c, err := ceiling(a, b, o.size, o.chunk, o.inflight)
+		if err != nil {
+			return col, fmt.Errorf("ceil: %w", err)
+		}
+		ccpu.add(u.stop())
+		xs, cs, rs = append(xs, x), append(cs, c), append(rs, x/c)
+	}
+	col.vals["xtls1"], col.vals["ceil"], col.vals["r_ceil"] = median(xs), median(cs), median(rs)
+	fmt.Fprintf(log, "  xtls1    %v\n  ceil     %v\n  r_ceil   %v → %.2f\n", round(xs), round(cs), round(rs), col.vals["r_ceil"])
+	mb := float64(o.runs) * float64(o.size) / 1e6
+	fmt.Fprintf(log, "  CPU ms per MB (clients / server / wall): xtls %s, ceiling %s\n", xcpu.per(mb), ccpu.per(mb))
+	if xcpu.server > 0 && ccpu.server > 0 {
+		col.vals["busy_x"], col.vals["busy_c"] = 100*xcpu.server.Seconds()/xcpu.wall.Seconds(), 100*ccpu.server.Seconds()/ccpu.wall.Seconds()
+		col.vals["scpu_x"], col.vals["scpu_c"] = ms(xcpu.server)/mb, ms(ccpu.server)/mb
+	}
+	if xcpu.self > 0 && ccpu.self > 0 {
+		col.vals["cpu_x"], col.vals["cpu_c"] = ms(xcpu.self)/mb, ms(ccpu.self)/mb
+	}
+	if o.quick {
+		return col, nil
+	}
 	steps := []struct {
 		key string
 		f   func() (float64, error)
 	}{
-		{"xtls1", func() (float64, error) { return xtlsRate(a, b, o.size, false) }},
 		{"xtls2", func() (float64, error) { return xtlsRate(a, b, o.size, true) }},
 		{"ibb", func() (float64, error) { return ibbRate(a, b, o.ibbSize) }},
-		{"ceil", func() (float64, error) { return ceiling(a, b, o.size, o.chunk, o.inflight) }},
 		{"tcp", func() (float64, error) { return tlsTCPRate(o.size) }},
 	}
 	for _, s := range steps {
@@ -283,7 +340,6 @@ func benchServer(name string, o options, log io.Writer) (column, error) {
 			return col, err
 		}
 	}
-	col.vals["r_ceil"] = col.vals["xtls1"] / col.vals["ceil"]
 	col.vals["r_ibb"] = col.vals["xtls1"] / col.vals["ibb"]
 
 	rtt, err := iqRTT(a, b, 200)
@@ -948,4 +1004,46 @@ func loginVia(ctx context.Context, srv *harness.Server, via, user string, t tuni
 	return loginWith(ctx, srv, user, t, func(ctx context.Context) (*xmpp.Session, error) {
 		return srv.ConnectVia(ctx, via, user, user+"-secret", nil)
 	})
+}
+
+// cpuUse is CPU time spent by this process (both clients) and by the
+// server, and the wall time, over some runs.
+type cpuUse struct {
+	self, server, wall time.Duration
+	// the server's read and write system calls and its voluntary and
+	// involuntary context switches
+	reads, writes, vol, invol int64
+}
+
+func (u *cpuUse) add(v cpuUse) {
+	u.self += v.self
+	u.server += v.server
+	u.wall += v.wall
+	u.reads += v.reads
+	u.writes += v.writes
+	u.vol += v.vol
+	u.invol += v.invol
+}
+
+func (u cpuUse) per(mb float64) string {
+	f := func(d time.Duration) float64 { return ms(d) / mb }
+	g := func(n int64) float64 { return float64(n) / mb }
+	return fmt.Sprintf("%.1f / %.1f / %.1f (server per MB: %.0f reads, %.0f writes, %.0f+%.0f switches)", f(u.self), f(u.server), f(u.wall), g(u.reads), g(u.writes), g(u.vol), g(u.invol))
+}
+
+// cpuMeter measures one run.
+type cpuMeter struct {
+	pid   int
+	start cpuUse
+	at    time.Time
+}
+
+func startCPU(pid int) cpuMeter {
+	return cpuMeter{pid: pid, start: cpuNow(pid), at: time.Now()}
+}
+
+func (m cpuMeter) stop() cpuUse {
+	now := cpuNow(m.pid)
+	return cpuUse{self: now.self - m.start.self, server: now.server - m.start.server, wall: time.Since(m.at),
+		reads: now.reads - m.start.reads, writes: now.writes - m.start.writes, vol: now.vol - m.start.vol, invol: now.invol - m.start.invol}
 }

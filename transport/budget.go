@@ -61,6 +61,17 @@ func (b *budget) init(chunk, maximum int) {
 	b.cwnd = min(max(initialBlocks*chunk, initialMin), b.max)
 }
 
+// setChunk moves the thresholds that count in blocks to blocks of chunk
+// bytes; the bound itself moves within them as it does anyway.
+func (b *budget) setChunk(chunk int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.min = 2 * chunk
+	b.max = max(b.min, b.max)
+	b.alpha, b.beta = 2*chunk, 4*chunk
+	b.cwnd = max(b.cwnd, b.min)
+}
+
 func (b *budget) availLocked() int { return b.cwnd - b.inflight }
 
 // reserve takes n bytes for c, or queues c and returns false; c's sender is

@@ -23,17 +23,21 @@ type Config struct {
 	// leaves unread. Set it to Window to turn auto-tuning off.
 	MaxWindow int
 	// ChunkSize is the largest payload this side puts in one data element
-	// (bounded by the peer's block-size; default 5120). Two traps of an
-	// untuned Prosody 0.12 bound it. A stanza whose serialized size exceeds
-	// 8192 bytes costs ~40 ms when it travels alone: Prosody writes it as an
-	// 8192-byte TLS record plus a tail that Nagle holds until the first
-	// part is acknowledged, which the client's kernel delays. And in a
-	// stream, Prosody reads 4096 bytes at a time and pauses a connection
-	// for up to a millisecond whenever a read leaves part of a TLS record
-	// buffered; mellium writes a Base64 text of more than ~8 KB as one
-	// large record, so at 16384 bytes a tunnel moves ~3 MB/s instead of
-	// ~11. 5120 bytes are 6828 in Base64, below both with the IQ around
-	// them (mellium then writes a 4096-byte record and a ~2.9 KB one).
+	// (bounded by the peer's block-size; default 5120; Endpoint.SetChunkSize
+	// changes it later). Two traps of an untuned Prosody 0.12 bound it. A
+	// stanza whose serialized size exceeds 8192 bytes costs ~40 ms when it
+	// travels alone: Prosody writes it as an 8192-byte TLS record plus a
+	// tail that Nagle holds until the first part is acknowledged, which the
+	// client's kernel delays. And in a stream, Prosody reads 4096 bytes at
+	// a time and pauses a connection for up to a millisecond whenever a
+	// read leaves part of a TLS record buffered; mellium writes each stanza
+	// through a 4096-byte buffer (a Base64 text of more than ~8 KB as one
+	// large record), so at 16384 bytes a tunnel moves ~3 MB/s instead of
+	// ~11. 5120 bytes are 6828 in Base64, below the first trap with the IQ
+	// around them, but mellium then writes a 4096-byte record and a ~2.9 KB
+	// one, and Prosody pauses ~120 times per MB: xtls's Handler therefore
+	// sets 2880 (one record per stanza) when the server says it is Prosody.
+	// ejabberd has neither trap; larger chunks suit it.
 	ChunkSize int
 	// SessionWindow is the most payload all tunnels of the session together
 	// may have sent and not seen acknowledged (default 4 MiB). Within it the

@@ -66,7 +66,6 @@ type Conn struct {
 	err     error // why the tunnel failed; nil if it has not or ended cleanly
 
 	// Send side.
-	chunk         int    // payload per data element
 	sendQ         []byte // written, not yet in a block
 	sflow         sendFlow
 	nextSeq       uint16
@@ -129,8 +128,8 @@ func newConn(e *Endpoint, peer jid.JID, sid string, initiator bool) *Conn {
 	c.rflow.init(e.cfg.Window, e.cfg.MaxWindow)
 	c.rtt.init(e.cfg)
 	if initiator {
-		// Until proceed: one data element of at most FirstFlightMax bytes.
-		c.chunk = xstanza.FirstFlightMax
+		// Until proceed: one data element of at most FirstFlightMax bytes
+		// (see chunkLocked).
 		c.sflow.limit = xstanza.FirstFlightMax
 	}
 	return c
@@ -141,7 +140,6 @@ func (c *Conn) accepted(st xstanza.Start) {
 	c.state = stateOpen
 	c.wasOpen = true
 	c.peerBlockSize = st.BlockSize
-	c.chunk = min(st.BlockSize, c.ep.cfg.ChunkSize)
 	c.sflow.limit = uint64(st.Window)
 	close(c.estab)
 }
@@ -199,6 +197,17 @@ func (c *Conn) SID() string { return c.sid }
 
 // Initiator reports whether this side sent the start.
 func (c *Conn) Initiator() bool { return c.initiator }
+
+// chunkLocked is the largest payload of the next data element: the
+// Endpoint's chunk size (which SetChunkSize may change while the tunnel
+// runs) within the peer's block-size, or FirstFlightMax until the peer's
+// block-size is known.
+func (c *Conn) chunkLocked() int {
+	if c.peerBlockSize == 0 {
+		return xstanza.FirstFlightMax
+	}
+	return min(c.peerBlockSize, c.ep.ChunkSize())
+}
 
 // PeerBlockSize returns the block-size the peer announced (0 before it is
 // known).
@@ -333,9 +342,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 			c.mu.Unlock()
 			return n, nil
 		}
-		if room := c.chunk - len(c.sendQ); room > 0 {
+		if room := c.chunkLocked() - len(c.sendQ); room > 0 {
 			if c.sendQ == nil {
-				c.sendQ = getBuf(c.chunk)
+				c.sendQ = getBuf(c.chunkLocked())
 			}
 			k := min(room, len(p)-n)
 			c.sendQ = append(c.sendQ, p[n:n+k]...)

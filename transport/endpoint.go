@@ -56,6 +56,7 @@ type Endpoint struct {
 	log      *slog.Logger
 
 	budget  budget       // payload bytes in flight, all tunnels together
+	chunk   atomic.Int64 // Config.ChunkSize, or what SetChunkSize set
 	largest atomic.Int64 // serialized size of the largest data IQ sent, roughly
 	lastAns atomic.Int64 // when the last answer to one of our IQs came (Unix ns)
 
@@ -86,11 +87,34 @@ func NewEndpoint(s Session, cfg *Config) *Endpoint {
 		done:     make(chan struct{}),
 	}
 	e.budget.init(c.ChunkSize, c.SessionWindow)
+	e.chunk.Store(int64(c.ChunkSize))
 	return e
 }
 
-// Config returns the Endpoint's configuration with defaults applied.
-func (e *Endpoint) Config() Config { return e.cfg }
+// Config returns the Endpoint's configuration with defaults applied; its
+// ChunkSize is the current one (see SetChunkSize).
+func (e *Endpoint) Config() Config {
+	c := e.cfg
+	c.ChunkSize = e.ChunkSize()
+	return c
+}
+
+// ChunkSize returns the largest payload the Endpoint puts in one data
+// element (within each peer's block-size): Config.ChunkSize, or what
+// SetChunkSize set since.
+func (e *Endpoint) ChunkSize() int { return int(e.chunk.Load()) }
+
+// SetChunkSize changes the largest payload the Endpoint puts in one data
+// element, for every tunnel, open or to come, from its next data element
+// on; n is bounded as Config.ChunkSize is. It is for a chunk size that
+// depends on what is learnt about the server once the session runs (see
+// Config.ChunkSize): xtls's Handler asks the server's software and sets it.
+// The session budget's thresholds follow (they count in blocks).
+func (e *Endpoint) SetChunkSize(n int) {
+	n = clamp(n, 1, xstanza.MaxBlockSize)
+	e.chunk.Store(int64(n))
+	e.budget.setChunk(n)
+}
 
 // LocalAddr returns the session's full JID.
 func (e *Endpoint) LocalAddr() jid.JID { return e.local }

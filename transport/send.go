@@ -175,7 +175,7 @@ func (c *Conn) nextDataLocked() *flight {
 	if c.nUnacked > 0 && c.nextSeq-c.oldest >= xstanza.SeqSpan {
 		return nil
 	}
-	n := min(len(c.sendQ), c.chunk)
+	n := min(len(c.sendQ), c.chunkLocked())
 	if avail := c.sflow.available(); uint64(n) > avail {
 		if avail == 0 || c.nUnacked > 0 {
 			if c.sflow.newlyBlocked() {
@@ -562,7 +562,6 @@ func (c *Conn) open(p xstanza.Proceed) bool {
 	c.state = stateOpen
 	c.wasOpen = true
 	c.peerBlockSize = p.BlockSize
-	c.chunk = min(p.BlockSize, c.ep.cfg.ChunkSize)
 	c.sflow.raise(uint64(p.Window))
 	c.retrans = append(c.retrans, c.deferred...)
 	c.deferred = nil

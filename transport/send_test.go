@@ -764,3 +764,36 @@ func TestSenderTimerRestartsOnProgress(t *testing.T) {
 		require.NoError(t, c.Err())
 	})
 }
+
+// SetChunkSize changes the size of the data elements a tunnel sends from
+// its next element on, open tunnels included, always within the peer's
+// block-size; Config reports the current value.
+func TestSetChunkSize(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, e, c, start := initiator(t, &Config{ChunkSize: 6000})
+		proceed(start, 8192, 1<<20)
+		sizes := func(total int) []int {
+			go c.Write(bytes.Repeat([]byte("z"), total))
+			var got []int
+			for sum := 0; sum < total; {
+				synctest.Wait()
+				s := f.next(t)
+				n := len(payloadOf(t, s))
+				got = append(got, n)
+				sum += n
+				s.ack()
+			}
+			synctest.Wait()
+			return got
+		}
+		require.Equal(t, []int{6000, 6000}, sizes(12000))
+		e.SetChunkSize(2880)
+		require.Equal(t, 2880, e.ChunkSize())
+		require.Equal(t, 2880, e.Config().ChunkSize)
+		require.Equal(t, []int{2880, 2880, 240}, sizes(6000))
+		e.SetChunkSize(60000) // above the peer's block-size of 8192
+		require.Equal(t, []int{8192, 1808}, sizes(10000))
+		e.SetChunkSize(0) // bounded like Config.ChunkSize
+		require.Equal(t, 1, e.ChunkSize())
+	})
+}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"mellium.im/xmlstream"
+	"mellium.im/xmpp/disco"
+	"mellium.im/xmpp/disco/info"
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
 	"mellium.im/xmpp/stream"
@@ -402,6 +404,48 @@ func TestProtocolViolations(t *testing.T) {
 				synctest.Wait()
 				require.Empty(t, in)
 				closeAll(t, n, b)
+			})
+		})
+	}
+}
+
+// With ServerName the network answers a disco#info get to the server (its
+// domain or no 'to') with a server identity of that name; other IQs to the
+// server, a disco#info set, and every query without the option are
+// answered service-unavailable.
+func TestServerName(t *testing.T) {
+	server := jid.MustParse("example.net")
+	for _, tc := range []struct {
+		name   string
+		option string
+		to     jid.JID
+		want   string // identity name; "" for service-unavailable
+	}{
+		{"domain", "Prosody", server, "Prosody"},
+		{"no to", "ejabberd", jid.JID{}, "ejabberd"},
+		{"no option", "", server, ""},
+		{"other domain", "Prosody", jid.MustParse("example.org"), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				n := xtlstest.NewNetwork(xtlstest.ServerName(tc.option))
+				a := connect(t, n, alice.String(), nil)
+				inf, err := disco.GetInfo(context.Background(), "", tc.to, a.Session)
+				if tc.want == "" {
+					require.ErrorIs(t, err, stanza.Error{Type: stanza.Cancel, Condition: stanza.ServiceUnavailable})
+				} else {
+					require.NoError(t, err)
+					require.Equal(t, []info.Identity{{
+						XMLName:  xml.Name{Space: disco.NSInfo, Local: "identity"},
+						Category: "server", Type: "im", Name: tc.want,
+					}}, inf.Identity)
+				}
+				if tc.option != "" {
+					// Not a disco#info get: no service.
+					_, err = request(context.Background(), a.Session, tc.to, nil)
+					require.ErrorIs(t, err, stanza.Error{Type: stanza.Cancel, Condition: stanza.ServiceUnavailable})
+				}
+				closeAll(t, n, a)
 			})
 		})
 	}

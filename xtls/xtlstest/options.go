@@ -57,6 +57,7 @@ type config struct {
 	trace             func(Stanza)
 	intercept         func(Stanza) (jid.JID, bool)
 	c2sBuf            int
+	serverName        string
 	hasFaults         bool
 	hasRandomDecision bool
 }
@@ -183,6 +184,17 @@ func Intercept(f func(s Stanza) (deliverTo jid.JID, ok bool)) Option {
 // end during sends, when that is not what a test is about.
 func SendBuffer(n int) Option {
 	return func(c *config) { c.c2sBuf = max(n, 0) }
+}
+
+// ServerName makes the network answer a disco#info query addressed to the
+// server (to its domain, or with no 'to') with the identity of an XMPP
+// server of that name (category server, type im), as Prosody ("Prosody")
+// and ejabberd ("ejabberd") do; the query is answered after the Latency.
+// xtls's Handler reads it to choose its chunk size. By default, and with an
+// empty name, the server offers no service: such a query is answered
+// service-unavailable.
+func ServerName(name string) Option {
+	return func(c *config) { c.serverName = name }
 }
 
 func defaultConfig() config {

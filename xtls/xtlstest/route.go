@@ -95,6 +95,10 @@ func (s *session) route(cfg *config, h stanzaHeader, raw []byte, tagLen int) {
 		switch {
 		case !request:
 			n.stats.discarded.Add(1)
+		case cfg.serverName != "" && h.typ == "get" && !intercepted &&
+			(to == "" || to == s.addr.Domain().String()) &&
+			bytes.Contains(raw, []byte(nsDiscoInfo)):
+			n.answerInfo(cfg, s, id)
 		case to == "" && !intercepted:
 			// Addressed to the server, which offers no service.
 			n.bounce(cfg, s, s.addr.Domain().String(), id, "cancel", "service-unavailable")
@@ -211,6 +215,24 @@ func (n *Network) bounce(cfg *config, sender *session, from, id, typ, cond strin
 	b.WriteString(`'><`)
 	b.WriteString(cond)
 	b.WriteString(` xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>`)
+	sender.q.push(&item{at: time.Now().Add(cfg.latency), b: []byte(b.String())})
+}
+
+const nsDiscoInfo = "http://jabber.org/protocol/disco#info"
+
+// answerInfo answers a disco#info query to the server with the identity
+// that ServerName set.
+func (n *Network) answerInfo(cfg *config, sender *session, id string) {
+	var b strings.Builder
+	b.WriteString(`<iq xmlns='jabber:client' type='result' id='`)
+	b.WriteString(attrEscape(id))
+	b.WriteString(`' from='`)
+	b.WriteString(attrEscape(sender.addr.Domain().String()))
+	b.WriteString(`' to='`)
+	b.WriteString(attrEscape(sender.key))
+	b.WriteString(`'><query xmlns='` + nsDiscoInfo + `'><identity category='server' type='im' name='`)
+	b.WriteString(attrEscape(cfg.serverName))
+	b.WriteString(`'/></query></iq>`)
 	sender.q.push(&item{at: time.Now().Add(cfg.latency), b: []byte(b.String())})
 }
 

@@ -10,8 +10,9 @@ import (
 	"github.com/xmppxtls/xtls/integration/harness"
 )
 
-// A tunnel through each server: TLS 1.3 with certificates on both ends, then
-// 64 MiB each way at once, checked with SHA-256.
+// A tunnel through each server: TLS 1.3 with certificates on both ends, the
+// chunk size chosen for the server, then 64 MiB each way at once, checked
+// with SHA-256.
 func TestTransfer(t *testing.T) {
 	eachServer(t, func(t *testing.T, srv *harness.Server) {
 		alice := connect(t, srv, "alice", partyOpt{})
@@ -24,6 +25,11 @@ func TestTransfer(t *testing.T) {
 		require.Equal(t, alice.addr, s2.Peer)
 		require.NotNil(t, s1.PeerCertificate())
 		require.NotNil(t, s2.PeerCertificate())
+		// Each end asked its server's software (disco#info) before the
+		// handshake ended and chose its chunk size from it.
+		want := map[string]int{"prosody": 2880, "ejabberd": 5120}[srv.Kind()]
+		require.Equal(t, want, alice.h.ChunkSize(), "alice's chunk size on %s", srv.Kind())
+		require.Equal(t, want, bob.h.ChunkSize(), "bob's chunk size on %s", srv.Kind())
 		began := time.Now()
 		exchange(t, c1, c2, transferSize)
 		el := time.Since(began)

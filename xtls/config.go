@@ -70,7 +70,10 @@ type Config struct {
 	BlockSize int
 	Window    int
 	// Transport tunes the transport further; its BlockSize and Window are
-	// overridden by the fields above when those are set.
+	// overridden by the fields above when those are set. Leave its
+	// ChunkSize zero and the Handler chooses it for the server: it asks the
+	// server's disco#info identity once, beside the first Dial or accepted
+	// handshake (see Handler.ChunkSize).
 	Transport *transport.Config
 
 	// NoQuickAck leaves the session's TCP socket alone. By default, on

@@ -63,6 +63,7 @@ func (h *Handler) Dial(ctx context.Context, peer jid.JID, opts ...DialOption) (*
 	for _, opt := range opts {
 		opt(&o)
 	}
+	defer h.tuneChunk(ctx)()
 	tc, err := h.ep.Open(peer, o.sid)
 	if err != nil {
 		return nil, fmt.Errorf("xtls: dial %s: %w", peer, err)

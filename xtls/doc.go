@@ -35,6 +35,13 @@
 // key, so the person's other devices and renewed certificates are trusted
 // without pairing again.
 //
+// No tuning is needed: the transport's windows adapt to the path, and the
+// size of the chunks follows the server. Beside its first Dial or accepted
+// handshake a Handler asks its own server's disco#info identity once and
+// sends smaller chunks (2880 bytes) through Prosody, whose 4096-byte reads
+// stall on larger stanzas (see Handler.ChunkSize and
+// transport.Config.ChunkSize).
+//
 // TLS policy: TLS 1.3 preferred and 1.2 at least; with 1.2 only ECDHE key
 // exchange with AES-GCM or ChaCha20-Poly1305; no renegotiation. Go's default
 // key exchange groups are kept, so two Go peers negotiate the hybrid

@@ -28,7 +28,8 @@ type Handler struct {
 
 	clientTLS, serverTLS *tls.Config
 
-	pairs pairState // failed pairings per peer and code
+	pairs  pairState    // failed pairings per peer and code
+	tuning serverTuning // the chunk size chosen for the server's software
 
 	mu     sync.Mutex
 	ln     *Listener
@@ -48,6 +49,8 @@ func NewHandler(s *xmpp.Session, cfg *Config) *Handler {
 		}
 	}
 	h.ep = transport.NewEndpoint(sess, c.transportConfig())
+	// The application's ChunkSize stands; otherwise it follows the server.
+	h.tuning.done = c.Transport != nil && c.Transport.ChunkSize != 0
 	base := &tls.Config{
 		Certificates:  []tls.Certificate{c.Certificate},
 		MinVersion:    c.MinVersion,
@@ -144,7 +147,9 @@ func (h *Handler) serverHandshake(ln *Listener, tc *transport.Conn) {
 	defer h.hs.Done()
 	c := h.newConn(tc, nil)
 	ctx, cancel := contextWithTimeout(h.cfg.HandshakeTimeout, ln.done)
+	wait := h.tuneChunk(ctx)
 	err := c.Handshake(ctx)
+	wait()
 	cancel()
 	if err != nil {
 		if policyViolation(err) {

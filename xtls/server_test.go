@@ -1,0 +1,89 @@
+package xtls_test
+
+import (
+	"bytes"
+	"encoding/base64"
+	"io"
+	"regexp"
+	"sync"
+	"testing"
+	"testing/synctest"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/xmppxtls/xtls/transport"
+	"github.com/xmppxtls/xtls/xtls"
+	"github.com/xmppxtls/xtls/xtls/xtlstest"
+)
+
+// dataText finds the Base64 text of a data element.
+var dataText = regexp.MustCompile(`<data [^>]*urn:xmpp:xtls:0[^>]*>([A-Za-z0-9+/=]*)</data>`)
+
+// The Handler asks the server's software once and chooses the chunk size
+// from it (2880 on Prosody) unless the application set one; both ends of a
+// tunnel do, before Dial and Accept return, and the data elements follow.
+func TestChunkSizeFollowsServer(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		server   string
+		set      int // Config.Transport.ChunkSize
+		want     int
+		nQueries int // disco#info queries each end sends to its server
+	}{
+		{"prosody", "Prosody", 0, 2880, 1},
+		{"ejabberd", "ejabberd", 0, 5120, 1},
+		{"no disco", "", 0, 5120, 1},
+		{"set by the application", "Prosody", 4000, 4000, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var mu sync.Mutex
+				queries := map[string]int{}
+				largest := 0
+				w := newWorld(t, xtlstest.ServerName(tc.server), xtlstest.Trace(func(s xtlstest.Stanza) {
+					mu.Lock()
+					defer mu.Unlock()
+					if s.To.Equal(s.From.Domain()) && bytes.Contains(s.Raw, []byte("disco#info")) {
+						queries[s.Sender.String()]++
+					}
+					if m := dataText.FindSubmatch(s.Raw); m != nil {
+						d, err := base64.StdEncoding.DecodeString(string(m[1]))
+						if err != nil {
+							panic(err)
+						}
+						largest = max(largest, len(d))
+					}
+				}))
+				cfg := func() xtls.Config {
+					c := xtls.Config{Pins: xtls.NewMemPinStore(), TrustOnFirstUse: true}
+					if tc.set != 0 {
+						c.Transport = &transport.Config{ChunkSize: tc.set}
+					}
+					return c
+				}
+				a := w.join(aliceJID, cfg())
+				b := w.join(bobJID, cfg())
+				for range 2 { // a second tunnel asks nothing more
+					x, y, err := dialAccept(t, a, b)
+					require.NoError(t, err)
+					require.Equal(t, tc.want, a.h.ChunkSize())
+					require.Equal(t, tc.want, b.h.ChunkSize())
+					go func() {
+						x.Write(make([]byte, 100<<10))
+						x.CloseWrite()
+					}()
+					got, err := io.ReadAll(y)
+					require.NoError(t, err)
+					require.Len(t, got, 100<<10)
+					x.Close()
+					y.Close()
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				require.Equal(t, tc.want, largest)
+				require.Equal(t, tc.nQueries, queries[a.addr.String()])
+				require.Equal(t, tc.nQueries, queries[b.addr.String()])
+			})
+		})
+	}
+}

@@ -14,7 +14,8 @@
 //     both ways at once;
 //   - mellium's ibb (XEP-0047), the library a user would otherwise reach for;
 //   - the raw ceiling of this stack: pipelined IQ-sets carrying Base64
-//     chunks of the tunnel's chunk size, -inflight outstanding, answered at
+//     chunks of the tunnel's chunk size (the Handler's choice for the
+//     server unless -chunk sets it), -inflight outstanding, answered at
 //     once, no TLS, no reassembly;
 //   - crypto/tls over TCP loopback, the physical reference;
 //   - time from Dial to the first application byte, in ms and in IQ round
@@ -114,7 +115,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&sizeMiB, "size", 64, "MiB per xtls, ceiling and TLS run")
 	fs.IntVar(&ibbMiB, "ibb-size", 8, "MiB per ibb run (ibb is slow; MB/s does not depend on it)")
 	fs.IntVar(&o.inflight, "inflight", 32, "IQs outstanding in the raw ceiling")
-	fs.IntVar(&o.chunk, "chunk", 5120, "payload bytes per data IQ: the tunnels' transport.Config.ChunkSize (5120 is its default) and the ceiling's chunk")
+	fs.IntVar(&o.chunk, "chunk", 0, "payload bytes per data IQ: the tunnels' transport.Config.ChunkSize and the ceiling's chunk; 0 leaves the choice to the Handler (2880 on Prosody, 5120 otherwise) and gives the ceiling the same")
 	fs.IntVar(&o.tunnels, "tunnels", 1000, "tunnels over one session for the memory rows")
 	fs.IntVar(&o.dials, "dials", 20, "dials for the first-byte row")
 	fs.StringVar(&servers, "servers", "prosody,ejabberd", "servers to measure")
@@ -146,6 +147,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			row{fmt.Sprintf("x@%v", d), fmt.Sprintf("xtls one way, clients %v apart (toxiproxy)", d), "MB/s"},
 			row{fmt.Sprintf("i@%v", d), fmt.Sprintf("ibb one way, clients %v apart (toxiproxy)", d), "MB/s"},
 			row{fmt.Sprintf("r@%v", d), fmt.Sprintf("xtls / ibb, clients %v apart", d), "×"},
+			row{fmt.Sprintf("f@%v", d), fmt.Sprintf("Dial → peer reads our first byte, clients %v apart", d), "IQ RTTs"},
 		)
 	}
 	o.servers = strings.Split(servers, ",")
@@ -185,9 +187,11 @@ var rows = []row{
 	{"xtls2", "xtls, one tunnel, both ways at once (sum)", "MB/s"},
 	{"ibb", "mellium ibb (XEP-0047), one way", "MB/s"},
 	{"ceil", "raw ceiling: pipelined IQ-sets, no TLS", "MB/s"},
+	{"chunk", "payload per data IQ (the Handler's choice), both", "bytes"},
 	{"tcp", "crypto/tls 1.3 over TCP loopback", "MB/s"},
 	{"r_ceil", "xtls / raw ceiling", "×"},
 	{"r_ibb", "xtls / ibb", "×"},
+	{"r_cibb", "raw ceiling / ibb: the most any tunnel here gains on ibb", "×"},
 	{"busy_x", "server CPU during xtls one way (100 = one core)", "%"},
 	{"busy_c", "server CPU during the raw ceiling (100 = one core)", "%"},
 	{"scpu_x", "server CPU per MB, xtls one way", "ms"},
@@ -211,9 +215,9 @@ var rows = []row{
 }
 
 func printTable(w io.Writer, o options, cols []column) {
-	fmt.Fprintf(w, "xtls-bench %s  %s/%s  %d CPUs  %s  median of %d runs, %d MiB (ibb %d MiB), ceiling %d IQs × %d B in flight, %d tunnels\n\n",
+	fmt.Fprintf(w, "xtls-bench %s  %s/%s  %d CPUs  %s  median of %d runs, %d MiB (ibb %d MiB), ceiling %d IQs in flight, %d tunnels\n\n",
 		time.Now().Format("2006-01-02"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(),
-		o.runs, o.size>>20, o.ibbSize>>20, o.inflight, o.chunk, o.tunnels)
+		o.runs, o.size>>20, o.ibbSize>>20, o.inflight, o.tunnels)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, "what\tunit\t")
 	for _, c := range cols {
@@ -306,7 +310,8 @@ func benchServer(name string, o options, log io.Writer) (column, error) {
 		}
 		xcpu.add(u.stop())
 		u = startCPU(srv.PID())
-		c, err := ceiling(a, b, o.size, o.chunk, o.inflight)
+		// The tunnel's Dial settled the chunk size for this server.
+		c, err := ceiling(a, b, o.size, a.h.ChunkSize(), o.inflight)
 		if err != nil {
 			return col, fmt.Errorf("ceil: %w", err)
 		}
@@ -314,6 +319,10 @@ func benchServer(name string, o options, log io.Writer) (column, error) {
 		xs, cs, rs = append(xs, x), append(cs, c), append(rs, x/c)
 	}
 	col.vals["xtls1"], col.vals["ceil"], col.vals["r_ceil"] = median(xs), median(cs), median(rs)
+	col.vals["chunk"] = float64(a.h.ChunkSize())
+	if b.h.ChunkSize() != a.h.ChunkSize() {
+		return col, fmt.Errorf("chunk sizes differ: alice %d, bob %d", a.h.ChunkSize(), b.h.ChunkSize())
+	}
 	fmt.Fprintf(log, "  xtls1    %v\n  ceil     %v\n  r_ceil   %v → %.2f\n", round(xs), round(cs), round(rs), col.vals["r_ceil"])
 	mb := float64(o.runs) * float64(o.size) / 1e6
 	fmt.Fprintf(log, "  CPU ms per MB (clients / server / wall): xtls %s, ceiling %s\n", xcpu.per(mb), ccpu.per(mb))
@@ -341,6 +350,7 @@ func benchServer(name string, o options, log io.Writer) (column, error) {
 		}
 	}
 	col.vals["r_ibb"] = col.vals["xtls1"] / col.vals["ibb"]
+	col.vals["r_cibb"] = col.vals["ceil"] / col.vals["ibb"]
 
 	rtt, err := iqRTT(a, b, 200)
 	if err != nil {
@@ -995,7 +1005,15 @@ func atRTT(srv *harness.Server, rtt time.Duration, o options, vals map[string]fl
 	}
 	x, i := median(xs), median(is)
 	vals[fmt.Sprintf("x@%v", rtt)], vals[fmt.Sprintf("i@%v", rtt)], vals[fmt.Sprintf("r@%v", rtt)] = x, i, x/i
-	fmt.Fprintf(log, "  at %v (IQ RTT measured %.1f ms): xtls %v, ibb %v MB/s\n", rtt, ms(measured), round(xs), round(is))
+	// Where the round trip dominates the CPU work, first-byte latency in
+	// round trips is the protocol's: start + ClientHello, proceed +
+	// ServerHello, Finished + data.
+	peer, _, err := firstByte(a, b, o.dials)
+	if err != nil {
+		return fmt.Errorf("first byte: %w", err)
+	}
+	vals[fmt.Sprintf("f@%v", rtt)] = float64(peer) / float64(measured)
+	fmt.Fprintf(log, "  at %v (IQ RTT measured %.1f ms): xtls %v, ibb %v MB/s, first byte %.1f ms\n", rtt, ms(measured), round(xs), round(is), ms(peer))
 	return nil
 }
 

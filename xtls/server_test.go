@@ -2,12 +2,14 @@ package xtls_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"io"
 	"regexp"
 	"sync"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -86,4 +88,38 @@ func TestChunkSizeFollowsServer(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A query cut short by its Dial's context leaves the chunk size as it was
+// and is asked again by the next Dial.
+func TestChunkSizeQueryRetried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		queries := 0
+		w := newWorld(t, xtlstest.ServerName("Prosody"), xtlstest.Latency(50*time.Millisecond, 0),
+			xtlstest.Trace(func(s xtlstest.Stanza) {
+				mu.Lock()
+				defer mu.Unlock()
+				if s.To.Equal(s.From.Domain()) && bytes.Contains(s.Raw, []byte("disco#info")) && s.Sender.String() == aliceJID {
+					queries++
+				}
+			}))
+		a := w.join(aliceJID, xtls.Config{Pins: xtls.NewMemPinStore(), TrustOnFirstUse: true})
+		b := w.join(bobJID, xtls.Config{Pins: xtls.NewMemPinStore(), TrustOnFirstUse: true})
+		b.h.Listen()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		_, err := a.h.Dial(ctx, b.addr)
+		cancel()
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		require.Equal(t, 5120, a.h.ChunkSize())
+
+		x, y, err := dialAccept(t, a, b)
+		require.NoError(t, err)
+		require.Equal(t, 2880, a.h.ChunkSize())
+		x.Close()
+		y.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		require.Equal(t, 2, queries)
+	})
 }

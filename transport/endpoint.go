@@ -59,6 +59,7 @@ type Endpoint struct {
 	chunk   atomic.Int64 // Config.ChunkSize, or what SetChunkSize set
 	largest atomic.Int64 // serialized size of the largest data IQ sent, roughly
 	lastAns atomic.Int64 // when the last answer to one of our IQs came (Unix ns)
+	stats   stats
 
 	scratchMu sync.Mutex
 	scratch   []byte // decoded payload of the data element being handled

@@ -78,6 +78,14 @@ func (c *Conn) sendLoop() {
 			continue
 		}
 		f.tries++
+		c.ep.stats.iqsSent.Add(1)
+		if f.kind == kData {
+			if f.tries == 1 {
+				c.ep.stats.dataSent.Add(1)
+			} else {
+				c.ep.stats.retransmits.Add(1)
+			}
+		}
 		written := make(chan struct{})
 		c.issuing = written
 		c.mu.Unlock()

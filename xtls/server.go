@@ -6,6 +6,8 @@ import (
 	"sync"
 
 	"mellium.im/xmpp/disco"
+
+	"github.com/xmppxtls/xtls/transport"
 )
 
 // Chunk sizes chosen for a server's software when Config.Transport leaves
@@ -105,3 +107,7 @@ func (h *Handler) serverSoftware(ctx context.Context) (name string, ok bool) {
 // software is known, then the size chosen for it (2880 bytes for Prosody,
 // whose reads of 4096 bytes stall on larger stanzas).
 func (h *Handler) ChunkSize() int { return h.ep.ChunkSize() }
+
+// TransportStats returns the counters of the Handler's transport: data
+// elements sent, sent again, and IQs in all.
+func (h *Handler) TransportStats() transport.Stats { return h.ep.Stats() }

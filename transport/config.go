@@ -41,13 +41,21 @@ type Config struct {
 	ChunkSize int
 	// SessionWindow is the most payload all tunnels of the session together
 	// may have sent and not seen acknowledged (default 4 MiB). Within it the
-	// bound adapts to the path (TCP Vegas): it grows while acknowledgements
-	// come back as fast as ever and shrinks when they queue, so a server
-	// never has much of ours to hold. That matters beyond speed: mellium
-	// answers IQs from its Serve goroutine under the same output lock as our
-	// data, so a server that stops reading a client while it cannot write to
-	// it (ejabberd does) would otherwise deadlock the session.
+	// bound adapts to the path so that the queue the tunnels build in front
+	// of everything else the session sends stays about QueueTarget long
+	// (see QueueTarget). That matters beyond speed: mellium answers IQs from
+	// its Serve goroutine under the same output lock as our data, so a
+	// server that stops reading a client while it cannot write to it
+	// (ejabberd does) would otherwise deadlock the session.
 	SessionWindow int
+	// QueueTarget is how much queueing delay the tunnels of a session may
+	// add, together, to everything else the session sends — a ping, a chat
+	// message, another tunnel's interactive data — beyond the fastest round
+	// trip seen lately (default 5 ms). The in-flight bound follows the rate
+	// the path delivers so as to keep it; on a path so slow (a server's
+	// shaper) that one data stanza alone takes longer, data stanzas shrink
+	// to what the path carries in 200 ms.
+	QueueTarget time.Duration
 	// MaxTunnels bounds the tunnels of one Endpoint; a start beyond it is
 	// answered resource-constraint (wait). Default 4096.
 	MaxTunnels int
@@ -69,9 +77,19 @@ type Config struct {
 	// Linger is how long a tunnel closed by Close is remembered so that the
 	// peer's own close is still answered (default 2 min).
 	Linger time.Duration
+	// NoQuickAck leaves the session's TCP socket alone. By default, on
+	// Linux, the Endpoint flushes the kernel's delayed ACK (TCP_QUICKACK)
+	// whenever an answer to one of its IQs arrives, when the Session has
+	// a Conn method (as *xmpp.Session does) over TCP: a server with Nagle's
+	// algorithm on (Prosody's default) holds its next stanza until the
+	// client acknowledges the last, which a client with nothing to send
+	// delays by about 40 ms.
+	NoQuickAck bool
 	// Logger receives protocol events: rejected IQs, violations, retries.
 	// Default: discard.
 	Logger *slog.Logger
+
+	chunkSet bool // ChunkSize was set (not defaulted): the server probe is off
 }
 
 func (c *Config) withDefaults() Config {
@@ -89,6 +107,7 @@ func (c *Config) withDefaults() Config {
 			*v = x
 		}
 	}
+	d.chunkSet = d.ChunkSize != 0
 	def(&d.BlockSize, xstanza.MaxBlockSize)
 	def(&d.Window, 1<<20)
 	def(&d.MaxWindow, 8<<20)
@@ -101,6 +120,7 @@ func (c *Config) withDefaults() Config {
 	defd(&d.MinAckTimeout, time.Second)
 	defd(&d.CloseTimeout, 15*time.Second)
 	defd(&d.Linger, 2*time.Minute)
+	defd(&d.QueueTarget, 5*time.Millisecond)
 	d.BlockSize = clamp(d.BlockSize, xstanza.MinBlockSize, xstanza.MaxBlockSize)
 	d.Window = clamp(d.Window, d.BlockSize, xstanza.MaxWindow)
 	d.MaxWindow = clamp(d.MaxWindow, d.Window, xstanza.MaxWindow)

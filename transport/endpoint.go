@@ -22,12 +22,11 @@ import (
 )
 
 // Session is the part of an XMPP session a transport needs; *xmpp.Session
-// implements it. SendIQ sends an IQ and waits for its response; LocalAddr is
-// the session's full JID; TokenWriter takes the session's output lock, which
-// the transport uses only to learn that stanzas it sent have been completely
-// written.
+// implements it. LocalAddr is the session's full JID. TokenWriter takes the
+// session's output lock: the transport writes each of its IQs through it,
+// one stanza per lock, and learns their answers from its handlers
+// (Endpoint.HandleIQ), so that no goroutine waits for any IQ.
 type Session interface {
-	SendIQ(ctx context.Context, r xml.TokenReader) (xmlstream.TokenReadCloser, error)
 	LocalAddr() jid.JID
 	TokenWriter() xmlstream.TokenWriteFlushCloser
 }
@@ -39,6 +38,9 @@ type sessionState interface {
 	State() xmpp.SessionState
 }
 
+// xmppClosed is the session state in which it can no longer carry tunnels.
+const xmppClosed = xmpp.InputStreamClosed | xmpp.OutputStreamClosed
+
 // watchInterval is how often an Endpoint with tunnels checks that its session
 // is still alive.
 const watchInterval = 100 * time.Millisecond
@@ -48,6 +50,12 @@ type tunnelKey struct {
 }
 
 // Endpoint multiplexes tunnels over one XMPP session.
+//
+// Its state, and every tunnel's, is owned by one goroutine, the loop (see
+// the package documentation): the other goroutines — the session's Serve
+// running the handlers, the application's Read, Write and Close, the
+// path's writer — post events to it and, where they need an answer, wait
+// for that answer, which the loop gives without waiting for anything.
 type Endpoint struct {
 	sess     Session
 	local    jid.JID
@@ -55,26 +63,39 @@ type Endpoint struct {
 	cfg      Config
 	log      *slog.Logger
 
-	budget  budget       // payload bytes in flight, all tunnels together
 	chunk   atomic.Int64 // Config.ChunkSize, or what SetChunkSize set
 	largest atomic.Int64 // serialized size of the largest data IQ sent, roughly
-	lastAns atomic.Int64 // when the last answer to one of our IQs came (Unix ns)
 	stats   stats
 
 	scratchMu sync.Mutex
 	scratch   []byte // decoded payload of the data element being handled
 
-	mu       sync.Mutex
-	tunnels  map[tunnelKey]*Conn
-	accept   func(*Conn) error
-	err      error         // set once the session is gone
-	done     chan struct{} // closed with err
-	watching bool
-	wg       sync.WaitGroup // the session watcher
+	// The event queue. Once the loop has ended (stopped), events run on
+	// the goroutine that posts them, one at a time (deadMu).
+	qmu      sync.Mutex
+	queue    []func(now time.Time)
+	stopped  bool
+	deadMu   sync.Mutex
+	wake     chan struct{} // capacity 1
+	loopDone chan struct{}
+
+	// Owned by the loop.
+	env     env
+	path    *iqPath
+	tunnels map[tunnelKey]*Conn
+	accept  func(*Conn) error
+	err     error // set once the session is gone or the Endpoint closed
+	closing bool  // Close: the loop ends once the aborts are written
+	dirty   []*Conn
+	timers  timerHeap
+	timer   *time.Timer
+	watchAt time.Time // next check of the session's state (zero: none)
 }
 
 // NewEndpoint returns an Endpoint for s. cfg may be nil for the defaults.
-// Register its handlers with Handle and run s.Serve as usual.
+// Register its handlers with Handle and run s.Serve as usual. The Endpoint
+// runs two goroutines until it is closed or its session ends: its loop and
+// the writer of its IQ path.
 func NewEndpoint(s Session, cfg *Config) *Endpoint {
 	c := cfg.withDefaults()
 	local := s.LocalAddr()
@@ -84,11 +105,17 @@ func NewEndpoint(s Session, cfg *Config) *Endpoint {
 		localStr: local.String(),
 		cfg:      c,
 		log:      c.Logger,
+		wake:     make(chan struct{}, 1),
+		loopDone: make(chan struct{}),
 		tunnels:  make(map[tunnelKey]*Conn),
-		done:     make(chan struct{}),
+		timer:    time.NewTimer(time.Hour),
 	}
-	e.budget.init(c.ChunkSize, c.SessionWindow)
+	e.timer.Stop()
 	e.chunk.Store(int64(c.ChunkSize))
+	e.env = env{cfg: &e.cfg, log: c.Logger, chunk: c.ChunkSize}
+	e.path = newIQPath(e, s)
+	go e.run()
+	go e.path.writeLoop()
 	return e
 }
 
@@ -101,34 +128,42 @@ func (e *Endpoint) Config() Config {
 }
 
 // ChunkSize returns the largest payload the Endpoint puts in one data
-// element (within each peer's block-size): Config.ChunkSize, or what
-// SetChunkSize set since.
+// element (within each peer's block-size, and less while its path is found
+// to be slow): Config.ChunkSize, what SetChunkSize set since, or what the
+// server probe chose (TuneChunk).
 func (e *Endpoint) ChunkSize() int { return int(e.chunk.Load()) }
 
 // SetChunkSize changes the largest payload the Endpoint puts in one data
 // element, for every tunnel, open or to come, from its next data element
-// on; n is bounded as Config.ChunkSize is. It is for a chunk size that
-// depends on what is learnt about the server once the session runs (see
-// Config.ChunkSize): xtls's Handler asks the server's software and sets it.
-// The session budget's thresholds follow (they count in blocks).
+// on; n is bounded as Config.ChunkSize is.
 func (e *Endpoint) SetChunkSize(n int) {
 	n = clamp(n, 1, xstanza.MaxBlockSize)
 	e.chunk.Store(int64(n))
-	e.budget.setChunk(n)
+	e.post(func(now time.Time) { e.path.setChunk(n) })
 }
 
 // LocalAddr returns the session's full JID.
 func (e *Endpoint) LocalAddr() jid.JID { return e.local }
 
 // Handle returns a mux option that registers the Endpoint for the XTLS
-// elements (IQ set and get).
+// elements (IQ set and get) and for the answers to its own IQs (see
+// HandleWith).
 func (e *Endpoint) Handle() mux.Option {
 	return HandleWith(e)
 }
 
-// HandleWith is like Handle but registers h, which must pass the XTLS IQs to
-// the Endpoint's HandleIQ (a wrapper that also advertises a disco feature,
-// for instance).
+// HandleWith is like Handle but registers h, which must pass the IQs it
+// gets to the Endpoint's HandleIQ (a wrapper that also advertises a disco
+// feature, for instance).
+//
+// Besides the XTLS elements in IQ sets and gets, it registers h for every
+// IQ result and error that no more specific pattern of the mux claims (the
+// patterns with an empty name): the Endpoint sends its IQs without waiting
+// for them (mellium's SendIQ would keep a goroutine per IQ in flight) and
+// finds their answers there, by id. Answers to IQs sent with mellium's
+// SendIQ never reach it: Serve hands those to their callers first. A mux may
+// hold only one handler per pattern: an application that registers its own
+// handler for IQ results or errors with an empty name cannot also use this.
 func HandleWith(h mux.IQHandler) mux.Option {
 	return func(m *mux.ServeMux) {
 		for _, typ := range []stanza.IQType{stanza.SetIQ, stanza.GetIQ} {
@@ -136,6 +171,8 @@ func HandleWith(h mux.IQHandler) mux.Option {
 				mux.IQ(typ, xml.Name{Space: xstanza.NS, Local: local}, h)(m)
 			}
 		}
+		mux.IQ(stanza.ResultIQ, xml.Name{}, h)(m)
+		mux.IQ(stanza.ErrorIQ, xml.Name{}, h)(m)
 	}
 }
 
@@ -145,9 +182,7 @@ func HandleWith(h mux.IQHandler) mux.Option {
 // a stanza.Error is sent as it is, any other error as not-acceptable. Without
 // an accept function every start is refused with not-acceptable.
 func (e *Endpoint) SetAcceptFunc(f func(c *Conn) error) {
-	e.mu.Lock()
-	e.accept = f
-	e.mu.Unlock()
+	e.call(func(time.Time) { e.accept = f })
 }
 
 // Open starts a tunnel to peer (a full JID) and returns at once, before the
@@ -165,19 +200,20 @@ func (e *Endpoint) Open(peer jid.JID, sid string) (*Conn, error) {
 		return nil, errors.New("xtls/transport: invalid sid")
 	}
 	c := newConn(e, peer, sid, true)
-	e.mu.Lock()
-	if e.err != nil {
-		e.mu.Unlock()
-		return nil, e.err
+	var err error
+	e.call(func(now time.Time) {
+		switch {
+		case e.err != nil:
+			err = e.err
+		case e.tunnels[c.key] != nil:
+			err = ErrSIDInUse
+		default:
+			e.addTunnel(c, now)
+		}
+	})
+	if err != nil {
+		return nil, err
 	}
-	if _, ok := e.tunnels[c.key]; ok {
-		e.mu.Unlock()
-		return nil, ErrSIDInUse
-	}
-	e.tunnels[c.key] = c
-	e.watchLocked()
-	e.mu.Unlock()
-	c.start()
 	return c, nil
 }
 
@@ -203,23 +239,21 @@ func (e *Endpoint) Dial(ctx context.Context, peer jid.JID, sid string) (*Conn, e
 }
 
 // Close aborts every tunnel (condition gone) and stops the Endpoint: later
-// Opens fail and starts are refused. It does not close the session.
+// Opens fail and starts are refused. It waits, within Config.CloseTimeout,
+// for the aborts to be written. It does not close the session.
 func (e *Endpoint) Close() error {
-	e.mu.Lock()
-	if e.err != nil {
-		e.mu.Unlock()
-		return nil
-	}
-	conns := e.conns()
-	e.mu.Unlock()
-	for _, c := range conns {
-		c.Abort(stanza.Gone, "endpoint closed")
-	}
-	e.shutdown(ErrSessionClosed, false)
-	for _, c := range conns {
-		c.wait(e.cfg.CloseTimeout)
-	}
-	e.wg.Wait()
+	e.call(func(now time.Time) {
+		if e.err != nil {
+			return
+		}
+		for _, c := range e.conns() {
+			c.t.abort(stanza.Gone, "endpoint closed")
+			e.markDirty(c)
+		}
+		e.closing = true
+		e.shutdown(ErrSessionClosed, false)
+	})
+	e.waitStopped()
 	return nil
 }
 
@@ -231,8 +265,23 @@ func (e *Endpoint) SessionEnded(err error) {
 	if err != nil {
 		cause = e.sessionError(err)
 	}
-	e.shutdown(cause, true)
-	e.wg.Wait()
+	e.post(func(time.Time) { e.shutdown(cause, true) })
+	e.waitStopped()
+}
+
+// waitStopped waits, within Config.CloseTimeout, for the loop and the
+// writer to end.
+func (e *Endpoint) waitStopped() {
+	t := time.NewTimer(e.cfg.CloseTimeout)
+	defer t.Stop()
+	for _, ch := range []<-chan struct{}{e.loopDone, e.path.wdone} {
+		select {
+		case <-ch:
+		case <-t.C:
+			e.log.Warn("xtls: transport still writing after close")
+			return
+		}
+	}
 }
 
 // sessionError reports the end of the session with what Serve or a write
@@ -261,106 +310,6 @@ func (e *sessionError) Unwrap() []error { return []error{ErrSessionClosed, e.err
 
 // largeStanza is the stanza size above which a session's end mentions it.
 const largeStanza = 10000
-
-// iqOverhead is roughly what an IQ and a data element add to the Base64
-// text.
-const iqOverhead = 200
-
-// shutdown fails every tunnel with err. dead says the session can no longer
-// write, so IQ contexts may be cancelled at once.
-func (e *Endpoint) shutdown(err error, dead bool) {
-	e.mu.Lock()
-	if e.err != nil {
-		e.mu.Unlock()
-		return
-	}
-	e.err = err
-	close(e.done)
-	conns := e.conns()
-	e.mu.Unlock()
-	for _, c := range conns {
-		c.failWith(err, dead)
-	}
-}
-
-func (e *Endpoint) conns() []*Conn {
-	cs := make([]*Conn, 0, len(e.tunnels))
-	for _, c := range e.tunnels {
-		cs = append(cs, c)
-	}
-	return cs
-}
-
-// watchLocked starts the session watcher if the session can be watched and
-// it is not running. e.mu is held.
-func (e *Endpoint) watchLocked() {
-	st, ok := e.sess.(sessionState)
-	if !ok || e.watching {
-		return
-	}
-	e.watching = true
-	e.wg.Add(1)
-	go e.watch(st)
-}
-
-// watch polls the session state while tunnels exist: mellium offers no
-// notification when Serve returns, and pending IQs would otherwise wait for
-// their timeouts.
-func (e *Endpoint) watch(st sessionState) {
-	defer e.wg.Done()
-	t := time.NewTicker(watchInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-		case <-e.done:
-			return
-		}
-		if st.State()&(xmpp.InputStreamClosed|xmpp.OutputStreamClosed) != 0 {
-			e.shutdown(ErrSessionClosed, true)
-			return
-		}
-		e.mu.Lock()
-		if len(e.tunnels) == 0 {
-			e.watching = false
-			e.mu.Unlock()
-			return
-		}
-		e.mu.Unlock()
-	}
-}
-
-// answered records that an answer to one of our IQs came: the path is
-// delivering.
-func (e *Endpoint) answered() { e.lastAns.Store(time.Now().UnixNano()) }
-
-// lastAnswer returns when the last answer to one of our IQs came.
-func (e *Endpoint) lastAnswer() time.Time { return time.Unix(0, e.lastAns.Load()) }
-
-// lookup returns the tunnel with peer and sid, or nil.
-func (e *Endpoint) lookup(peer, sid string) *Conn {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.tunnels[tunnelKey{peer, sid}]
-}
-
-// remove forgets c, if it is still the tunnel under its key.
-func (e *Endpoint) remove(c *Conn) {
-	e.mu.Lock()
-	if e.tunnels[c.key] == c {
-		delete(e.tunnels, c.key)
-	}
-	e.mu.Unlock()
-}
-
-// syncOut returns once every stanza whose writing began before the call has
-// been completely written and flushed: it takes and releases the session's
-// output lock. Only then may the context of an IQ be cancelled (see the
-// package documentation).
-func (e *Endpoint) syncOut() {
-	w := e.sess.TokenWriter()
-	_ = w.Close()
-}
 
 func randomSID() string {
 	var b [12]byte

@@ -3,6 +3,7 @@ package transport
 import (
 	"encoding/xml"
 	"errors"
+	"time"
 
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp/stanza"
@@ -10,20 +11,18 @@ import (
 	xstanza "github.com/xmppxtls/xtls/stanza"
 )
 
-// reply is what a handler answers to an IQ.
-type reply int
-
-const (
-	replyAck        reply = iota // empty result
-	replyNotFound                // item-not-found (cancel)
-	replyBadRequest              // bad-request (modify); the tunnel has been torn down
-)
-
-// HandleIQ implements mux.IQHandler for the XTLS elements. It runs on the
-// session's Serve goroutine, answers every IQ at once and never blocks; it
-// writes IQ errors itself and returns nil, because an error returned to
-// mellium's Serve would end the whole session.
+// HandleIQ implements mux.IQHandler for the XTLS elements and for the
+// answers to the Endpoint's own IQs. It runs on the session's Serve
+// goroutine: it reads the element, asks the loop for the verdict (which the
+// loop gives at once, without I/O), writes the answer and returns; it never
+// waits for anything else. It writes IQ errors itself and returns nil,
+// because an error returned to mellium's Serve would end the whole session.
 func (e *Endpoint) HandleIQ(iq stanza.IQ, t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+	switch iq.Type {
+	case stanza.ResultIQ, stanza.ErrorIQ:
+		e.path.handleAnswer(iq, t, start)
+		return nil
+	}
 	if start.Name.Space != xstanza.NS {
 		return nil
 	}
@@ -100,96 +99,124 @@ func rawAttr(start *xml.StartElement, local string) string {
 	return ""
 }
 
-// target finds the tunnel an element addresses. It answers and returns nil
-// when the sid is malformed (bad-request) or no tunnel with that peer and sid
-// exists (item-not-found, logged).
-func (e *Endpoint) target(iq stanza.IQ, t xmlstream.TokenReadEncoder, start *xml.StartElement) *Conn {
-	sid := rawAttr(start, "sid")
-	if !xstanza.ValidSID(sid) {
-		e.answerErr(iq, t, stanza.Modify, stanza.BadRequest, "malformed sid")
-		return nil
-	}
+// element asks the loop for the verdict on an element for the tunnel
+// (iq's from, sid): with no such tunnel it is item-not-found (logged);
+// otherwise verdict decides, on the loop. It returns the tunnel, if any.
+//
+// It returns the tunnel if the tunnel is over once the answer is written:
+// call answered then.
+func (e *Endpoint) element(iq stanza.IQ, name, sid string, verdict func(c *Conn, now time.Time) (reply, string)) (finish *Conn, r reply, why string) {
 	from := iq.From.String()
-	c := e.lookup(from, sid)
-	if c == nil {
-		e.log.Info("xtls: element for unknown tunnel", "element", start.Name.Local, "from", from, "sid", sid)
-		e.answerErr(iq, t, stanza.Cancel, stanza.ItemNotFound, "")
+	found := false
+	e.call(func(now time.Time) {
+		c := e.tunnels[tunnelKey{from, sid}]
+		if c == nil {
+			r = replyNotFound
+			return
+		}
+		found = true
+		r, why = verdict(c, now)
+		if c.t.finishPending {
+			finish = c
+		}
+		e.markDirty(c)
+	})
+	if !found {
+		e.log.Info("xtls: element for unknown tunnel", "element", name, "from", from, "sid", sid)
 	}
-	return c
+	return finish, r, why
+}
+
+// answered tells the loop that the answer to an element for c, which ends
+// the tunnel, has been written: the tunnel is gone when answered returns.
+func (e *Endpoint) answered(c *Conn) {
+	e.call(func(time.Time) {
+		c.t.answered()
+		e.markDirty(c)
+	})
 }
 
 func (e *Endpoint) handleData(iq stanza.IQ, t xmlstream.TokenReadEncoder, start *xml.StartElement) {
-	c := e.target(iq, t, start)
-	if c == nil {
+	sid, ok := e.sidOf(iq, t, start)
+	if !ok {
 		return
 	}
-	_, seq, err := xstanza.DataHeader(start)
-	if err != nil {
-		e.violation(iq, t, c, err.Error())
-		return
-	}
+	_, seq, malformed := xstanza.DataHeader(start)
+	// The loop reads the payload out of the scratch buffer while this
+	// goroutine waits: one copy, into the tunnel's buffer.
 	e.scratchMu.Lock()
 	defer e.scratchMu.Unlock()
 	if cap(e.scratch) < xstanza.MaxBlockSize+2 {
 		e.scratch = make([]byte, 0, xstanza.MaxBlockSize+2)
 	}
-	p, err := xstanza.DecodePayload(t, c.blockSize, e.scratch)
-	if err != nil {
-		e.violation(iq, t, c, err.Error())
-		return
+	var p []byte
+	if malformed == nil {
+		p, malformed = xstanza.DecodePayload(t, e.cfg.BlockSize, e.scratch)
 	}
-	r, why, finish := c.onDataFinish(seq, p)
+	c, r, why := e.element(iq, "data", sid, func(c *Conn, now time.Time) (reply, string) {
+		return c.t.onData(seq, p, malformed)
+	})
 	e.answerReply(iq, t, r, why)
-	if finish {
-		c.finish(nil)
+	if c != nil {
+		e.answered(c)
 	}
 }
 
+// sidOf returns the element's sid, or answers bad-request and returns
+// false if it is malformed (no tunnel is affected).
+func (e *Endpoint) sidOf(iq stanza.IQ, t xmlstream.TokenReadEncoder, start *xml.StartElement) (string, bool) {
+	sid := rawAttr(start, "sid")
+	if !xstanza.ValidSID(sid) {
+		e.answerErr(iq, t, stanza.Modify, stanza.BadRequest, "malformed sid")
+		return "", false
+	}
+	return sid, true
+}
+
 func (e *Endpoint) handleCredit(iq stanza.IQ, t xmlstream.TokenReadEncoder, start *xml.StartElement) {
-	c := e.target(iq, t, start)
-	if c == nil {
+	sid, ok := e.sidOf(iq, t, start)
+	if !ok {
 		return
 	}
 	cr, err := xstanza.DecodeCredit(start, t)
-	if err != nil {
-		e.violation(iq, t, c, err.Error())
-		return
-	}
-	r, why := c.onCredit(cr.Limit)
+	_, r, why := e.element(iq, "credit", sid, func(c *Conn, now time.Time) (reply, string) {
+		if err != nil {
+			return c.t.violation(err.Error())
+		}
+		return c.t.onCredit(cr.Limit), ""
+	})
 	e.answerReply(iq, t, r, why)
 }
 
 func (e *Endpoint) handleClose(iq stanza.IQ, t xmlstream.TokenReadEncoder, start *xml.StartElement) {
-	c := e.target(iq, t, start)
-	if c == nil {
+	sid, ok := e.sidOf(iq, t, start)
+	if !ok {
 		return
 	}
 	cl, err := xstanza.DecodeClose(start, t)
-	if err != nil {
-		e.violation(iq, t, c, err.Error())
-		return
-	}
-	r, why, finish := c.onClose(stanza.Condition(cl.Error))
-	if r == replyAck {
-		e.answer(iq, t, xstanza.Closed{SID: cl.SID}.TokenReader())
-		// The tunnel is gone (Done) only once our closed is written: an
-		// application that ends its session when Done fires must not
-		// take the answer with it.
-		if finish {
-			c.finish(nil)
+	c, r, why := e.element(iq, "close", sid, func(c *Conn, now time.Time) (reply, string) {
+		if err != nil {
+			return c.t.violation(err.Error())
 		}
-		return
+		return c.t.onClose(stanza.Condition(cl.Error))
+	})
+	if r == replyAck {
+		e.answer(iq, t, xstanza.Closed{SID: sid}.TokenReader())
+	} else {
+		e.answerReply(iq, t, r, why)
 	}
-	e.answerReply(iq, t, r, why)
+	// The tunnel is gone (Done) only once our closed is written: an
+	// application that ends its session when Done fires must not take the
+	// answer with it.
+	if c != nil {
+		e.answered(c)
+	}
 }
 
-// violation tears c down for a protocol violation and answers bad-request.
-func (e *Endpoint) violation(iq stanza.IQ, t xmlstream.TokenReadEncoder, c *Conn, why string) {
-	e.log.Warn("xtls: protocol violation, tunnel torn down", "peer", c.peerStr, "sid", c.sid, "reason", why)
-	c.failWith(&ProtocolError{Reason: why}, false)
-	e.answerErr(iq, t, stanza.Modify, stanza.BadRequest, why)
-}
-
+// handleStart decides on a peer's start at once: it refuses it, or creates
+// the tunnel (on the loop), lets the accept function take it (here, on the
+// Serve goroutine: it must not block), writes the proceed, and only then
+// lets the tunnel send.
 func (e *Endpoint) handleStart(iq stanza.IQ, t xmlstream.TokenReadEncoder, start *xml.StartElement) {
 	st, err := xstanza.DecodeStart(start, t)
 	if err != nil {
@@ -206,61 +233,72 @@ func (e *Endpoint) handleStart(iq stanza.IQ, t xmlstream.TokenReadEncoder, start
 	}
 	peer := iq.From.String()
 	key := tunnelKey{peer, st.SID}
-
-	e.mu.Lock()
-	if e.err != nil {
-		e.mu.Unlock()
-		e.answerErr(iq, t, stanza.Cancel, stanza.ServiceUnavailable, "")
+	var (
+		c       *Conn
+		refuse  *stanza.Error
+		text    string
+		crossed bool
+		accept  func(*Conn) error
+		pr      xstanza.Proceed
+	)
+	e.call(func(now time.Time) {
+		switch old := e.tunnels[key]; {
+		case e.err != nil:
+			refuse = &stanza.Error{Type: stanza.Cancel, Condition: stanza.ServiceUnavailable}
+			return
+		case old != nil && !old.t.opening():
+			refuse, text = &stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest}, "sid in use"
+			return
+		case old != nil && e.localStr < peer:
+			// Two starts with the same sid crossed. The one from the
+			// entity whose full JID sorts first (i;octet) wins.
+			refuse = &stanza.Error{Type: stanza.Cancel, Condition: stanza.Conflict}
+			return
+		case old != nil:
+			// The crossing went the peer's way: its tunnel is ours, and
+			// nothing of our own start may follow its proceed.
+			c = newConn(e, iq.From, st.SID, false)
+			c.t.accept(st)
+			e.addTunnel(c, now)
+			old.t.fail(&CrossedError{Conn: c})
+			e.path.cancel(old)
+			e.markDirty(old)
+			crossed = true
+		case len(e.tunnels) >= e.cfg.MaxTunnels:
+			refuse, text = &stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint}, "tunnel limit reached"
+			return
+		case e.accept == nil:
+			refuse = &stanza.Error{Type: stanza.Cancel, Condition: stanza.NotAcceptable}
+			return
+		default:
+			accept = e.accept
+			c = newConn(e, iq.From, st.SID, false)
+			c.t.accept(st)
+			e.addTunnel(c, now)
+		}
+		pr = c.t.proceed()
+	})
+	if refuse != nil {
+		e.answerErr(iq, t, refuse.Type, refuse.Condition, text)
 		return
 	}
-	if old := e.tunnels[key]; old != nil {
-		if !old.startPending() {
-			e.mu.Unlock()
-			e.answerErr(iq, t, stanza.Modify, stanza.BadRequest, "sid in use")
+	if !crossed {
+		if err := accept(c); err != nil {
+			e.post(func(time.Time) {
+				c.t.finish(nil)
+				e.markDirty(c)
+			})
+			se, ok := err.(stanza.Error)
+			if !ok {
+				se = stanza.Error{Type: stanza.Cancel, Condition: stanza.NotAcceptable}
+			}
+			e.answerErr(iq, t, se.Type, se.Condition, "")
 			return
 		}
-		// Two starts with the same sid crossed. The one from the entity
-		// whose full JID sorts first (i;octet) wins.
-		if e.localStr < peer {
-			e.mu.Unlock()
-			e.answerErr(iq, t, stanza.Cancel, stanza.Conflict, "")
-			return
-		}
-		c := newConn(e, iq.From, st.SID, false)
-		c.accepted(st)
-		e.tunnels[key] = c
-		e.mu.Unlock()
-		old.crossedBy(c) // waits until old's stanza in writing, if any, is out
-		e.answer(iq, t, c.proceed().TokenReader())
-		c.start() // only now: nothing of c may precede its proceed
-		return
 	}
-	if len(e.tunnels) >= e.cfg.MaxTunnels {
-		e.mu.Unlock()
-		e.answerErr(iq, t, stanza.Wait, stanza.ResourceConstraint, "tunnel limit reached")
-		return
-	}
-	accept := e.accept
-	if accept == nil {
-		e.mu.Unlock()
-		e.answerErr(iq, t, stanza.Cancel, stanza.NotAcceptable, "")
-		return
-	}
-	c := newConn(e, iq.From, st.SID, false)
-	c.accepted(st)
-	e.tunnels[key] = c
-	e.watchLocked()
-	e.mu.Unlock()
-	if err := accept(c); err != nil {
-		e.remove(c)
-		c.discard()
-		se, ok := err.(stanza.Error)
-		if !ok {
-			se = stanza.Error{Type: stanza.Cancel, Condition: stanza.NotAcceptable}
-		}
-		e.answerErr(iq, t, se.Type, se.Condition, "")
-		return
-	}
-	e.answer(iq, t, c.proceed().TokenReader())
-	c.start() // only now: nothing of c may precede its proceed
+	e.answer(iq, t, pr.TokenReader())
+	e.post(func(time.Time) { // only now: nothing of c may precede its proceed
+		c.t.release()
+		e.markDirty(c)
+	})
 }

@@ -24,8 +24,7 @@ const (
 // (bob announced block-size 4096 and a window of 16384).
 func responder(t *testing.T, cfg *Config) (*fakeSession, *Endpoint, *Conn) {
 	t.Helper()
-	f := newFake(aliceJID)
-	e := NewEndpoint(f, cfg)
+	f, e := newFakeEndpoint(cfg)
 	var got *Conn
 	e.SetAcceptFunc(func(c *Conn) error { got = c; return nil })
 	resp := deliver(t, e, stanza.SetIQ, bobJID, encodeElem(xstanza.Start{SID: sid, BlockSize: 4096, Window: 16384}))

@@ -13,7 +13,10 @@ const (
 // reorder holds the blocks that arrived ahead of a gap. Slots are indexed by
 // seq modulo 256: the blocks it can hold (next+1 .. next+255) never share a
 // slot. It is bounded by construction: at most SeqSpan-1 blocks, each of at
-// most one block-size, all counted against the flow-control window.
+// most one block-size, all counted against the flow-control window. Each
+// block is held in a buffer at most twice its size, so that many tiny
+// blocks ahead of a gap cost no more than their bytes and a fixed overhead
+// per slot.
 type reorder struct {
 	next  uint16
 	slots [256][]byte
@@ -36,15 +39,21 @@ func (r *reorder) classify(seq uint16) seqClass {
 	return seqInvalid
 }
 
-// put stores a block classified seqAhead.
-func (r *reorder) put(seq uint16, b []byte) {
-	r.slots[seq&255] = b
+// put stores a copy of a block classified seqAhead.
+func (r *reorder) put(seq uint16, p []byte) {
+	var b []byte
+	if i := classOf(len(p)); i >= 0 && classes[i] <= 2*len(p) {
+		b = getBuf(len(p))
+	} else {
+		b = make([]byte, 0, len(p))
+	}
+	r.slots[seq&255] = append(b, p...)
 	r.n++
 }
 
 // advance moves past the next expected seq (just delivered) and returns the
 // block now at the head of the buffer, if it has arrived; call it again until
-// ok is false.
+// ok is false, and free each block once copied.
 func (r *reorder) advance() (b []byte, ok bool) {
 	r.next++
 	i := r.next & 255
@@ -57,14 +66,17 @@ func (r *reorder) advance() (b []byte, ok bool) {
 	return b, true
 }
 
-// release hands every buffered block to free and empties the buffer.
-func (r *reorder) release(free func([]byte)) {
+// free returns a block that advance handed out.
+func (r *reorder) free(b []byte) { putBuf(b) }
+
+// release drops every buffered block.
+func (r *reorder) release() {
 	if r.n == 0 {
 		return
 	}
 	for i, b := range r.slots {
 		if b != nil {
-			free(b)
+			putBuf(b)
 			r.slots[i] = nil
 		}
 	}

@@ -206,6 +206,9 @@ func (c *Config) transportConfig() *transport.Config {
 	if c.Window != 0 {
 		t.Window = c.Window
 	}
+	if c.NoQuickAck {
+		t.NoQuickAck = true
+	}
 	if t.Logger == nil {
 		t.Logger = c.Logger
 	}

@@ -1,11 +1,6 @@
 package xtls
 
-import "net"
+import "github.com/xmppxtls/xtls/transport"
 
-// SetAckFor replaces how a new Handler finds the function that flushes its
-// session's delayed ACKs, until restore is called.
-func SetAckFor(f func(net.Conn) func()) (restore func()) {
-	old := ackFor
-	ackFor = f
-	return func() { ackFor = old }
-}
+// TransportConfig returns the configuration the Handler gave its transport.
+func (h *Handler) TransportConfig() transport.Config { return h.ep.Config() }

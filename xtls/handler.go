@@ -28,8 +28,7 @@ type Handler struct {
 
 	clientTLS, serverTLS *tls.Config
 
-	pairs  pairState    // failed pairings per peer and code
-	tuning serverTuning // the chunk size chosen for the server's software
+	pairs pairState // failed pairings per peer and code
 
 	mu     sync.Mutex
 	ln     *Listener
@@ -42,15 +41,7 @@ type Handler struct {
 func NewHandler(s *xmpp.Session, cfg *Config) *Handler {
 	c := cfg.withDefaults()
 	h := &Handler{s: s, cfg: c, log: c.Logger}
-	var sess transport.Session = s
-	if !c.NoQuickAck {
-		if ack := ackFor(s.Conn()); ack != nil {
-			sess = ackingSession{Session: s, ack: ack}
-		}
-	}
-	h.ep = transport.NewEndpoint(sess, c.transportConfig())
-	// The application's ChunkSize stands; otherwise it follows the server.
-	h.tuning.done = c.Transport != nil && c.Transport.ChunkSize != 0
+	h.ep = transport.NewEndpoint(s, c.transportConfig())
 	base := &tls.Config{
 		Certificates:  []tls.Certificate{c.Certificate},
 		MinVersion:    c.MinVersion,

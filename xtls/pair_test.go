@@ -380,23 +380,28 @@ type spoofed struct {
 
 func (s spoofed) LocalAddr() jid.JID { return s.as }
 
-func (s spoofed) SendIQ(ctx context.Context, r xml.TokenReader) (xmlstream.TokenReadCloser, error) {
-	return s.Session.SendIQ(ctx, &withFrom{r: r, from: s.as.String()})
+// TokenWriter writes stanzas with our from.
+func (s spoofed) TokenWriter() xmlstream.TokenWriteFlushCloser {
+	return &withFrom{TokenWriteFlushCloser: s.Session.TokenWriter(), from: s.as.String()}
 }
 
-// withFrom adds a from attribute to the first start element.
+// withFrom adds a from attribute to each stanza's start element.
 type withFrom struct {
-	r    xml.TokenReader
-	from string
-	done bool
+	xmlstream.TokenWriteFlushCloser
+	from  string
+	depth int
 }
 
-func (w *withFrom) Token() (xml.Token, error) {
-	tok, err := w.r.Token()
-	if st, ok := tok.(xml.StartElement); ok && !w.done {
-		w.done = true
-		st.Attr = append(st.Attr, xml.Attr{Name: xml.Name{Local: "from"}, Value: w.from})
-		tok = st
+func (w *withFrom) EncodeToken(tok xml.Token) error {
+	switch t := tok.(type) {
+	case xml.StartElement:
+		if w.depth == 0 {
+			t.Attr = append(t.Attr, xml.Attr{Name: xml.Name{Local: "from"}, Value: w.from})
+			tok = t
+		}
+		w.depth++
+	case xml.EndElement:
+		w.depth--
 	}
-	return tok, err
+	return w.TokenWriteFlushCloser.EncodeToken(tok)
 }

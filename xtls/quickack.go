@@ -1,19 +1,16 @@
 package xtls
 
 import (
-	"context"
-	"encoding/xml"
 	"net"
 
-	"mellium.im/xmlstream"
-	"mellium.im/xmpp"
+	"github.com/xmppxtls/xtls/transport"
 )
 
 // QuickAck wraps the TCP connection of a client's XMPP session (before the
 // session is made from it) so that the kernel acknowledges what it receives
 // at once instead of delaying the ACK. On Linux it re-arms TCP_QUICKACK after
 // every read; elsewhere, and for connections that are not TCP, it returns c
-// unchanged.
+// unchanged. It is transport.QuickAck.
 //
 // Why: a server that writes a burst of stanzas with Nagle's algorithm on
 // (Prosody's default) holds all but the first until the client acknowledges
@@ -25,30 +22,4 @@ import (
 //
 //	tcp, err := net.Dial("tcp", "xmpp.example.org:5222")
 //	session, err := xmpp.NewClientSession(ctx, addr, xtls.QuickAck(tcp), ...)
-func QuickAck(c net.Conn) net.Conn {
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
-		return c
-	}
-	return quickAck(tc)
-}
-
-// ackFor is ackNow; tests replace it to see that the Handler uses it.
-var ackFor = ackNow
-
-// ackingSession flushes the kernel's delayed ACK each time a response to
-// one of our IQs arrives (see Config.NoQuickAck). Requests need no such
-// help: their answer, written at once, carries the ACK.
-type ackingSession struct {
-	*xmpp.Session
-	ack func()
-}
-
-// SendIQ sends an IQ and acknowledges its response at the TCP level.
-func (s ackingSession) SendIQ(ctx context.Context, r xml.TokenReader) (xmlstream.TokenReadCloser, error) {
-	resp, err := s.Session.SendIQ(ctx, r)
-	if err == nil {
-		s.ack()
-	}
-	return resp, err
-}
+func QuickAck(c net.Conn) net.Conn { return transport.QuickAck(c) }

@@ -1,66 +1,33 @@
 package xtls_test
 
 import (
-	"io"
-	"net"
-	"sync/atomic"
 	"testing"
-	"testing/synctest"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/xmppxtls/xtls/transport"
 	"github.com/xmppxtls/xtls/xtls"
 )
 
-// A Handler flushes the delayed ACK of its session's socket each time a
-// response to one of its IQs arrives, on both ends of a tunnel, unless
-// Config.NoQuickAck says to leave the socket alone.
+// The Handler's transport flushes the delayed ACK of the session's socket
+// each time an answer to one of its IQs arrives (tested in transport),
+// unless Config.NoQuickAck says to leave the socket alone; either field
+// turns it off.
 func TestHandlerQuickAck(t *testing.T) {
 	for _, tc := range []struct {
-		name       string
-		noQuickAck bool
+		name string
+		cfg  xtls.Config
+		want bool
 	}{
-		{"default", false},
-		{"NoQuickAck", true},
+		{"default", xtls.Config{}, false},
+		{"NoQuickAck", xtls.Config{NoQuickAck: true}, true},
+		{"transport's NoQuickAck", xtls.Config{Transport: &transport.Config{NoQuickAck: true}}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				var asked atomic.Int32
-				acks := make(map[net.Conn]*atomic.Int64)
-				defer xtls.SetAckFor(func(c net.Conn) func() {
-					asked.Add(1)
-					n := new(atomic.Int64)
-					acks[c] = n
-					return func() { n.Add(1) }
-				})()
-				w := newWorld(t)
-				cfg := xtls.Config{Pins: xtls.NewMemPinStore(), TrustOnFirstUse: true, NoQuickAck: tc.noQuickAck}
-				a := w.join(aliceJID, cfg)
-				b := w.join(bobJID, cfg)
-				c1, c2, err := dialAccept(t, a, b)
-				require.NoError(t, err)
-				_, err = c1.Write([]byte("hello"))
-				require.NoError(t, err)
-				buf := make([]byte, 5)
-				_, err = io.ReadFull(c2, buf)
-				require.NoError(t, err)
-				require.NoError(t, c1.Close())
-				_, err = io.ReadAll(c2)
-				require.NoError(t, err)
-				require.NoError(t, c2.Close())
-
-				if tc.noQuickAck {
-					require.Zero(t, asked.Load())
-					return
-				}
-				require.Equal(t, int32(2), asked.Load())
-				for _, n := range []*node{a, b} {
-					ack := acks[n.s.Conn()]
-					require.NotNil(t, ack, n.addr)
-					// At least the responses to its TLS flight and close.
-					require.GreaterOrEqual(t, ack.Load(), int64(2), n.addr)
-				}
-			})
+			w := newWorld(t)
+			tc.cfg.Pins, tc.cfg.TrustOnFirstUse = xtls.NewMemPinStore(), true
+			a := w.join(aliceJID, tc.cfg)
+			require.Equal(t, tc.want, a.h.TransportConfig().NoQuickAck)
 		})
 	}
 }

@@ -1,4 +1,4 @@
-package xtls
+package transport
 
 import (
 	"crypto/tls"
@@ -71,22 +71,22 @@ func TestQuickAck(t *testing.T) {
 	require.Equal(t, p1, QuickAck(p1))
 }
 
-// ackNow finds the TCP socket under a TLS connection and sets
+// ackFor finds the TCP socket under a TLS connection and sets
 // TCP_QUICKACK on it (Linux then sends a pending ACK at once); it leaves
 // connections that QuickAck already wraps, and non-TCP ones, alone.
-func TestAckNow(t *testing.T) {
+func TestAckFor(t *testing.T) {
 	c, _ := tcpPair(t)
-	ack := ackNow(tls.Client(c, &tls.Config{ServerName: "example.org"}))
+	ack := ackFor(tls.Client(c, &tls.Config{ServerName: "example.org"}))
 	require.NotNil(t, ack)
 	quickAckOpt(t, c, 0)
 	require.Equal(t, 0, quickAckOpt(t, c, -1))
 	ack()
 	require.Equal(t, 1, quickAckOpt(t, c, -1))
 
-	require.Nil(t, ackNow(tls.Client(QuickAck(c), &tls.Config{ServerName: "example.org"})))
+	require.Nil(t, ackFor(tls.Client(QuickAck(c), &tls.Config{ServerName: "example.org"})))
 	p1, p2 := net.Pipe()
 	defer p1.Close()
 	defer p2.Close()
-	require.Nil(t, ackNow(p1))
-	require.Nil(t, ackNow(nil))
+	require.Nil(t, ackFor(p1))
+	require.Nil(t, ackFor(nil))
 }

@@ -1,9 +1,9 @@
 //go:build !linux
 
-package xtls
+package transport
 
 import "net"
 
 func quickAck(c *net.TCPConn) net.Conn { return c }
 
-func ackNow(net.Conn) func() { return nil }
+func ackFor(net.Conn) func() { return nil }

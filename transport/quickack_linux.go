@@ -1,4 +1,4 @@
-package xtls
+package transport
 
 import (
 	"crypto/tls"
@@ -42,10 +42,10 @@ func setQuickAck(raw syscall.RawConn) {
 	})
 }
 
-// ackNow returns a function that acknowledges at once what c's TCP socket
+// ackFor returns a function that acknowledges at once what c's TCP socket
 // has received, or nil when c is not (a TLS connection over) TCP or is
 // already wrapped by QuickAck.
-func ackNow(c net.Conn) func() {
+func ackFor(c net.Conn) func() {
 	for {
 		switch t := c.(type) {
 		case *tls.Conn:

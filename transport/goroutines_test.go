@@ -1,0 +1,58 @@
+package transport
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+	"testing/synctest"
+
+	"github.com/stretchr/testify/require"
+	"mellium.im/xmpp/jid"
+
+	xstanza "github.com/xmppxtls/xtls/stanza"
+)
+
+// An Endpoint runs two goroutines, its loop and its path's writer, however
+// many tunnels it has and however many IQs are in flight: here 256 data
+// IQs on 10 tunnels, none answered.
+func TestGoroutineBound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		before := runtime.NumGoroutine()
+		// 64-byte blocks: the in-flight bound's start (16 KiB) is 256 of
+		// them, and no time passes under synctest for it to move.
+		f, e := newFakeEndpoint(&Config{ChunkSize: 64})
+		t.Cleanup(func() { e.Close() })
+		synctest.Wait()
+		require.Equal(t, before+2, runtime.NumGoroutine(), "an Endpoint's own goroutines")
+
+		var conns []*Conn
+		for i := range 10 {
+			c, err := e.Open(jid.MustParse(bobJID), fmt.Sprintf("s%d", i))
+			require.NoError(t, err)
+			f.next(t).ackWith(xstanza.Proceed{SID: c.SID(), BlockSize: 65535, Window: 1 << 20}.TokenReader())
+			conns = append(conns, c)
+		}
+		idle := runtime.NumGoroutine()
+		for i, c := range conns {
+			n := 25 * 64
+			if i == 0 {
+				n += 6 * 64
+			}
+			_, err := c.Write(make([]byte, n))
+			require.NoError(t, err)
+		}
+		synctest.Wait()
+		inFlight := 0
+		for {
+			s, ok := tryNext(f)
+			if !ok {
+				break
+			}
+			require.IsType(t, xstanza.Data{}, s.elem)
+			inFlight++
+		}
+		require.Equal(t, 256, inFlight)
+		require.Equal(t, idle, runtime.NumGoroutine(), "goroutines with 256 IQs in flight")
+		require.Equal(t, before+2, runtime.NumGoroutine())
+	})
+}

@@ -43,13 +43,14 @@ type Conn struct {
 	goneCh         chan struct{} // closed when the tunnel is gone
 
 	// Owned by the loop.
-	reader   *ioReq // a Read waiting for data
-	writer   *ioReq // a Write waiting for room
-	closers  []*closeReq
-	sched    schedState
-	timerAt  time.Time // the deadline the loop's timer heap holds for the tunnel
-	dirty    bool
-	inflight int // payload bytes of data blocks sent and not acknowledged
+	reader    *ioReq // a Read waiting for data
+	writer    *ioReq // a Write waiting for room
+	closers   []*closeReq
+	sched     schedState
+	timerAt   time.Time // the deadline the loop's timer heap holds for the tunnel
+	dirty     bool
+	forgotten bool // gone, and forgotten by the Endpoint
+	inflight  int  // payload bytes of data blocks sent and not acknowledged
 }
 
 func newConn(e *Endpoint, peer jid.JID, sid string, initiator bool) *Conn {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/xml"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,13 +21,13 @@ import (
 // mellium's Serve would hand them over.
 type fakeSession struct {
 	local jid.JID
-	e     *Endpoint // set by newEndpoint
-	out   sync.Mutex
+	e     *Endpoint     // set by newEndpoint
+	out   chan struct{} // the output lock (a channel, so that synctest sees its waiters)
 	sent  chan *sentIQ
 }
 
 func newFake(local string) *fakeSession {
-	return &fakeSession{local: jid.MustParse(local), sent: make(chan *sentIQ, 1024)}
+	return &fakeSession{local: jid.MustParse(local), out: make(chan struct{}, 1), sent: make(chan *sentIQ, 1024)}
 }
 
 // newEndpoint returns an Endpoint over a new fake session for alice.
@@ -57,7 +56,7 @@ func (f *fakeSession) LocalAddr() jid.JID { return f.local }
 // it and queues it for the test, then releases the lock, so that f.sent
 // holds IQs in the order they were written.
 func (f *fakeSession) TokenWriter() xmlstream.TokenWriteFlushCloser {
-	f.out.Lock()
+	f.out <- struct{}{}
 	w := &stanzaWriter{f: f}
 	w.enc = xml.NewEncoder(&w.buf)
 	return w
@@ -82,7 +81,7 @@ func (w *stanzaWriter) EncodeToken(tok xml.Token) error {
 func (w *stanzaWriter) Flush() error { return w.enc.Flush() }
 
 func (w *stanzaWriter) Close() error {
-	defer w.f.out.Unlock()
+	defer func() { <-w.f.out }()
 	if w.n == 0 {
 		return nil
 	}

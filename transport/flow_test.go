@@ -57,24 +57,32 @@ func TestRecvFlow(t *testing.T) {
 	require.Panics(t, func() { f.consume(501) })
 }
 
+// A seq below the next expected one is a duplicate only if it was really
+// received: within the last 256, and no further back than the blocks
+// delivered (docs/protocol.md D5): on a fresh tunnel 65535 is no
+// duplicate but a violation.
 func TestReorderClassify(t *testing.T) {
 	for i, tc := range []struct {
 		next, seq uint16
+		delivered int
 		want      seqClass
 	}{
-		0: {0, 0, seqNext},
-		1: {0, 1, seqAhead},
-		2: {0, 255, seqAhead},
-		3: {0, 256, seqInvalid},
-		4: {0, 65535, seqSeen},
-		5: {0, 65280, seqSeen},
-		6: {0, 65279, seqInvalid},
-		7: {65530, 4, seqAhead},
-		8: {3, 65535, seqSeen},
-		9: {65535, 0, seqAhead},
+		0:  {0, 0, 256, seqNext},
+		1:  {0, 1, 256, seqAhead},
+		2:  {0, 255, 256, seqAhead},
+		3:  {0, 256, 256, seqInvalid},
+		4:  {0, 65535, 256, seqSeen},
+		5:  {0, 65280, 256, seqSeen},
+		6:  {0, 65279, 256, seqInvalid},
+		7:  {65530, 4, 256, seqAhead},
+		8:  {3, 65535, 256, seqSeen},
+		9:  {65535, 0, 256, seqAhead},
+		10: {0, 65535, 0, seqInvalid},
+		11: {10, 0, 10, seqSeen},
+		12: {10, 65535, 10, seqInvalid},
+		13: {10, 5, 10, seqSeen},
 	} {
-		var r reorder
-		r.next = tc.next
+		r := reorder{next: tc.next, delivered: tc.delivered}
 		require.Equal(t, tc.want, r.classify(tc.seq), "case %d", i)
 	}
 }
@@ -82,8 +90,7 @@ func TestReorderClassify(t *testing.T) {
 // Blocks arriving shuffled, duplicated, within the span, come out in order.
 func TestReorderRandomized(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	var r reorder
-	r.next = 65000 // cross the wrap
+	r := reorder{next: 65000, delivered: 256} // cross the wrap
 	var out []uint16
 	next := r.next
 	for round := 0; round < 200; round++ {

@@ -180,10 +180,7 @@ func (e *Endpoint) handleCredit(iq stanza.IQ, t xmlstream.TokenReadEncoder, star
 	}
 	cr, err := xstanza.DecodeCredit(start, t)
 	_, r, why := e.element(iq, "credit", sid, func(c *Conn, now time.Time) (reply, string) {
-		if err != nil {
-			return c.t.violation(err.Error())
-		}
-		return c.t.onCredit(cr.Limit), ""
+		return c.t.onCredit(cr.Limit, err)
 	})
 	e.answerReply(iq, t, r, why)
 }
@@ -195,10 +192,7 @@ func (e *Endpoint) handleClose(iq stanza.IQ, t xmlstream.TokenReadEncoder, start
 	}
 	cl, err := xstanza.DecodeClose(start, t)
 	c, r, why := e.element(iq, "close", sid, func(c *Conn, now time.Time) (reply, string) {
-		if err != nil {
-			return c.t.violation(err.Error())
-		}
-		return c.t.onClose(stanza.Condition(cl.Error))
+		return c.t.onClose(stanza.Condition(cl.Error), err)
 	})
 	if r == replyAck {
 		e.answer(iq, t, xstanza.Closed{SID: sid}.TokenReader())
@@ -242,7 +236,16 @@ func (e *Endpoint) handleStart(iq stanza.IQ, t xmlstream.TokenReadEncoder, start
 		pr      xstanza.Proceed
 	)
 	e.call(func(now time.Time) {
-		switch old := e.tunnels[key]; {
+		old := e.tunnels[key]
+		if old != nil && old.t.lingering() {
+			// A tunnel we closed, kept only to answer the peer's close:
+			// the peer's new start ends it, as its close would have.
+			old.t.finish(nil)
+			e.markDirty(old)
+			delete(e.tunnels, key)
+			old = nil
+		}
+		switch {
 		case e.err != nil:
 			refuse = &stanza.Error{Type: stanza.Cancel, Condition: stanza.ServiceUnavailable}
 			return
@@ -264,11 +267,11 @@ func (e *Endpoint) handleStart(iq stanza.IQ, t xmlstream.TokenReadEncoder, start
 			e.path.cancel(old)
 			e.markDirty(old)
 			crossed = true
-		case len(e.tunnels) >= e.cfg.MaxTunnels:
-			refuse, text = &stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint}, "tunnel limit reached"
-			return
 		case e.accept == nil:
 			refuse = &stanza.Error{Type: stanza.Cancel, Condition: stanza.NotAcceptable}
+			return
+		case len(e.tunnels) >= e.cfg.MaxTunnels:
+			refuse, text = &stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint}, "tunnel limit reached"
 			return
 		default:
 			accept = e.accept

@@ -291,17 +291,18 @@ func (p *iqPath) enqueue(o *outIQ) {
 	signal(p.wwake)
 }
 
-// cancel keeps whatever of c waits for the writer from being written: c
-// gave way to a crossing tunnel whose proceed is about to be written, and
-// nothing of c may follow it. The writer checks the mark while it holds
-// the session's output lock, so a stanza of c is either out before the
-// proceed or never.
+// cancel keeps whatever of c, an abort aside, waits for the writer from
+// being written: c is gone, and its sid may be used again at once (a
+// crossing tunnel whose proceed is about to be written, or a new Open), so
+// nothing of c may follow what comes next with that sid. The writer checks
+// the mark while it holds the session's output lock, so a stanza of c is
+// either out before the next one or never.
 func (p *iqPath) cancel(c *Conn) {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
 	for _, q := range [][]*outIQ{p.wctrl, p.wdata} {
 		for _, o := range q {
-			if o.att.c == c {
+			if o.att.c == c && o.att.f.kind != kAbort {
 				o.cancelled.Store(true)
 			}
 		}

@@ -149,7 +149,9 @@ func (e *Endpoint) update(c *Conn, now time.Time) {
 	if done, _ := t.established(); done {
 		closeOnce(c.estab)
 	}
-	if t.gone() {
+	if t.gone() && !c.forgotten {
+		c.forgotten = true
+		e.path.cancel(c)
 		if c.inflight > 0 {
 			e.path.ctl.dropped(c.inflight)
 			c.inflight = 0

@@ -87,41 +87,52 @@ func (t *tunnel) violation(why string) (reply, string) {
 	return replyBadRequest, why
 }
 
-// onCredit raises the send limit.
-func (t *tunnel) onCredit(limit uint64) reply {
-	if t.state != stOpen {
-		return replyNotFound
+// onCredit applies the checks of a credit element after the tunnel was
+// found (C3 on): an initiator without proceed has no such direction yet;
+// then a malformed element tears the tunnel down; a limit at or below one
+// received is acknowledged and ignored.
+func (t *tunnel) onCredit(limit uint64, malformed error) (reply, string) {
+	switch {
+	case t.state == stGone || t.opening():
+		return replyNotFound, ""
+	case malformed != nil:
+		return t.violation(malformed.Error())
 	}
 	t.sflow.raise(limit)
-	return replyAck
+	return replyAck, ""
 }
 
-// onClose handles the peer's close: with a condition it aborts the tunnel;
-// without, the peer's direction ends (EOF once the buffer is read), and the
-// tunnel is gone, once the answer is written (finishPending), if ours has
-// ended too.
-func (t *tunnel) onClose(cond stanza.Condition) (reply, string) {
-	if cond != "" {
-		if t.state != stGone {
-			t.env.log.Info("xtls: tunnel aborted by peer", "peer", t.peer, "sid", t.sid, "condition", cond)
-		}
+// onClose applies the checks of a close element after the tunnel was found
+// (X3 on): an initiator without proceed ignores it, an abort included;
+// then a malformed element tears the tunnel down; an abort (cond) ends
+// both directions; without, the peer's direction ends (EOF once the buffer
+// is read), and the tunnel is gone, once the answer is written
+// (finishPending), if ours has ended too.
+func (t *tunnel) onClose(cond stanza.Condition, malformed error) (reply, string) {
+	switch {
+	case t.state == stGone || t.opening():
+		return replyNotFound, ""
+	case malformed != nil:
+		return t.violation(malformed.Error())
+	case cond != "":
+		t.env.log.Info("xtls: tunnel aborted by peer", "peer", t.peer, "sid", t.sid, "condition", cond)
 		t.fail(&AbortError{Condition: cond, Remote: true})
 		return replyAck, ""
-	}
-	switch {
-	case t.state == stGone:
-		return replyNotFound, ""
 	case t.readStopped:
 		t.finishPending = true
 		return replyAck, ""
-	case t.opening():
-		return replyNotFound, ""
 	case t.ro.n > 0:
 		return t.violation("close with data missing before buffered blocks")
 	}
 	t.peerClosed = true
 	t.finishPending = t.closeAcked
 	return replyAck, ""
+}
+
+// lingering reports whether the tunnel is kept only to answer the peer's
+// close: we closed it with Close and our close was acknowledged.
+func (t *tunnel) lingering() bool {
+	return t.state != stGone && t.readStopped && t.closeAcked
 }
 
 // answered is called once the answer to a received element has been

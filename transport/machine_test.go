@@ -156,10 +156,11 @@ var machineCases = [...]struct {
 		m.ack(f)
 		m.write("bc")
 		m.write("de")
-		m.wantNothing(t)                               // no credit
-		require.Equal(t, replyAck, m.t.onCredit(4096)) // not above the limit: nothing
+		m.wantNothing(t)                // no credit
+		r, _ := m.t.onCredit(4096, nil) // not above the limit: nothing
+		require.Equal(t, replyAck, r)
 		m.wantNothing(t)
-		m.t.onCredit(4096 + 3)
+		m.t.onCredit(4096+3, nil)
 		m.wantData(t, 1, "bcd")
 	}},
 	6: {"seq span: never 256 ahead of the oldest unacknowledged", func(t *testing.T) {
@@ -335,9 +336,9 @@ func pairRun(t *testing.T, seed uint64, loss, dup float64, reorder bool) {
 		case kData:
 			r, _ = to.t.onData(w.seq, w.payload, nil)
 		case kCredit:
-			r = to.t.onCredit(w.limit)
+			r, _ = to.t.onCredit(w.limit, nil)
 		case kClose, kAbort:
-			r, _ = to.t.onClose(w.cond)
+			r, _ = to.t.onClose(w.cond, nil)
 			to.t.answered()
 		}
 		if w.kind == kAbort {

@@ -1,5 +1,7 @@
 package transport
 
+import xstanza "github.com/xmppxtls/xtls/stanza"
+
 // seqClass is where a received seq falls relative to the next expected one.
 type seqClass int
 
@@ -18,9 +20,10 @@ const (
 // blocks ahead of a gap cost no more than their bytes and a fixed overhead
 // per slot.
 type reorder struct {
-	next  uint16
-	slots [256][]byte
-	n     int // occupied slots
+	next      uint16
+	slots     [256][]byte
+	n         int // occupied slots
+	delivered int // blocks delivered in order, counted up to SeqSpan
 }
 
 func (r *reorder) classify(seq uint16) seqClass {
@@ -33,7 +36,9 @@ func (r *reorder) classify(seq uint16) seqClass {
 			return seqSeen
 		}
 		return seqAhead
-	case d >= 65536-256:
+	case d >= 65536-256 && int(65536-uint32(d)) <= r.delivered:
+		// Below the next expected one, and really received: a seq a
+		// fresh tunnel never had is no duplicate.
 		return seqSeen
 	}
 	return seqInvalid
@@ -56,6 +61,9 @@ func (r *reorder) put(seq uint16, p []byte) {
 // ok is false, and free each block once copied.
 func (r *reorder) advance() (b []byte, ok bool) {
 	r.next++
+	if r.delivered < xstanza.SeqSpan {
+		r.delivered++
+	}
 	i := r.next & 255
 	b = r.slots[i]
 	if b == nil {

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/stretchr/testify/require"
 
@@ -306,4 +307,39 @@ func TestSchemaAgreesWithDecoder(t *testing.T) {
 		require.Equal(t, c.valid, err == nil, "%d: decoder: %v\n%s", i, err, c.xml)
 		require.Equal(t, c.valid || c.schemaLoose, schemaOK[i], "%d: schema\n%s", i, c.xml)
 	}
+}
+
+// Every link to a section of the document names a heading that exists
+// (GitHub's anchors: lower case, punctuation dropped, spaces as hyphens).
+func TestSectionLinks(t *testing.T) {
+	doc, _ := readDoc(t)
+	anchors := make(map[string]bool)
+	inCode := false
+	for _, l := range strings.Split(doc, "\n") {
+		if strings.HasPrefix(l, "```") {
+			inCode = !inCode
+		}
+		if inCode || !strings.HasPrefix(l, "#") {
+			continue
+		}
+		anchors[slug(strings.TrimSpace(strings.TrimLeft(l, "#")))] = true
+	}
+	links := regexp.MustCompile(`\]\(#([^)]+)\)`).FindAllStringSubmatch(doc, -1)
+	require.NotEmpty(t, links)
+	for _, m := range links {
+		require.True(t, anchors[m[1]], "link to #%s: no such heading", m[1])
+	}
+}
+
+func slug(heading string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(heading) {
+		switch {
+		case r == ' ':
+			b.WriteByte('-')
+		case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }

@@ -102,6 +102,10 @@ func notTrustedByPeer(peer jid.JID, err error) error {
 	return err
 }
 
+// errPeerFailed reports a Fail verdict other than "pairing required" or
+// "not trusted" after mode A.
+var errPeerFailed = errors.New("xtls: the peer did not accept the tunnel")
+
 // errBadVerdict is the reason an initiator aborts a tunnel whose responder
 // sent something other than OK or Fail as its verdict.
 var errBadVerdict = errors.New("xtls: the peer's verdict is not an OK or Fail frame")
@@ -127,8 +131,12 @@ func (c *Conn) readVerdict() error {
 		switch r := PairingFailure(body[0]); r {
 		case PairingNotTrusted:
 			return &NotTrustedByPeerError{Peer: peer, Reason: "refused after the handshake"}
-		default:
+		case PairingRequired:
 			return &PairingError{Peer: peer, Reason: r, Remote: true}
+		default:
+			// No pairing ran: Fail 2 says the peer could not complete its
+			// side (record its pins, say).
+			return fmt.Errorf("%w: %s failed after the handshake (%v)", errPeerFailed, peer, r)
 		}
 	}
 	c.raw.Conn.Abort(stanza.PolicyViolation, errBadVerdict.Error())

@@ -241,3 +241,27 @@ func TestVerdictFromAnotherResponder(t *testing.T) {
 		})
 	}
 }
+
+// failingPins is a PinStore that cannot record anything.
+type failingPins struct{ *xtls.MemPinStore }
+
+func (failingPins) AddPin(jid.JID, xtls.Fingerprint) error { return errors.New("disk full") }
+
+// A responder that cannot record the pin its trust decision needs does not
+// accept the tunnel: it sends Fail 2 instead of OK, and the initiator's Dial
+// fails instead of returning a tunnel the responder has given up.
+func TestVerdictWhenResponderCannotRecord(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t)
+		a := w.join(aliceJID, xtls.Config{Pins: xtls.NewMemPinStore(), TrustOnFirstUse: true})
+		failed := make(chan error, 1)
+		b := w.join(bobJID, xtls.Config{Pins: failingPins{xtls.NewMemPinStore()}, TrustOnFirstUse: true,
+			AcceptFailed: func(_ jid.JID, err error) { failed <- err }})
+		ln := b.h.Listen()
+		go ln.Accept()
+		_, err := a.h.Dial(context.Background(), b.addr)
+		require.ErrorContains(t, err, "failed after the handshake (exchange broken)")
+		require.ErrorContains(t, <-failed, "disk full")
+		ln.Close()
+	})
+}

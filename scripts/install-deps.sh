@@ -1,6 +1,8 @@
 #!/bin/sh
 # Installs what the test suite needs and the machine may lack: the Debian
-# packages of the XMPP servers the integration tests start on 127.0.0.1.
+# packages of the XMPP servers the integration tests start on 127.0.0.1, and
+# xmllint (libxml2-utils), which validates docs/protocol.md's examples
+# against docs/xtls.xsd (go has no XML Schema validator).
 # Idempotent: does nothing when everything is present.
 set -eu
 
@@ -11,6 +13,7 @@ lua5.4 -e 'require "lunbound"' >/dev/null 2>&1 || need="$need lua-unbound"
 command -v ejabberdctl >/dev/null 2>&1 || need="$need ejabberd"
 command -v erl >/dev/null 2>&1 || need="$need ejabberd"
 command -v openssl >/dev/null 2>&1 || need="$need openssl"
+command -v xmllint >/dev/null 2>&1 || need="$need libxml2-utils"
 
 if [ -z "$need" ]; then
 	exit 0

@@ -106,6 +106,21 @@ var rejects = [...]struct {
 	36: {`<close xmlns='urn:xmpp:xtls:0' sid='a' error='oops'/>`, stanza.ErrSyntax},
 	37: {`<closed xmlns='urn:xmpp:xtls:0'/>`, stanza.ErrMissingAttr},
 	38: {`<close xmlns='urn:xmpp:xtls:0' sid='a!'/>`, stanza.ErrSyntax},
+	// Issue 19, point 1: a malformed credit or close is rejected here, and
+	// the receiver answers bad-request (docs/protocol.md, checks C4, X4).
+	39: {`<credit xmlns='urn:xmpp:xtls:0' sid='a'/>`, stanza.ErrMissingAttr},
+	40: {`<credit xmlns='urn:xmpp:xtls:0' sid='a' limit='-1'/>`, stanza.ErrSyntax},
+	41: {`<credit xmlns='urn:xmpp:xtls:0' sid='a' limit='+1'/>`, stanza.ErrSyntax},
+	42: {`<credit xmlns='urn:xmpp:xtls:0' sid='a' limit=''/>`, stanza.ErrSyntax},
+	43: {`<credit xmlns='urn:xmpp:xtls:0' sid='a' limit='99999999999999999999999'/>`, stanza.ErrOutOfRange},
+	44: {`<credit xmlns='urn:xmpp:xtls:0' sid='a' limit='1' limit='2'/>`, stanza.ErrDuplicateAttr},
+	45: {`<credit xmlns='urn:xmpp:xtls:0' sid='a' limit='1'>1</credit>`, stanza.ErrContent},
+	46: {`<close xmlns='urn:xmpp:xtls:0' sid='a' error=''/>`, stanza.ErrSyntax},
+	47: {`<close xmlns='urn:xmpp:xtls:0' sid='a' error='Bad-Request'/>`, stanza.ErrSyntax},
+	48: {`<close xmlns='urn:xmpp:xtls:0' sid='a' error='bad-request '/>`, stanza.ErrSyntax},
+	49: {`<close xmlns='urn:xmpp:xtls:0' sid='a'><bad-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></close>`, stanza.ErrContent},
+	50: {`<closed xmlns='urn:xmpp:xtls:0' sid='a' sid='a'/>`, stanza.ErrDuplicateAttr},
+	51: {`<proceed xmlns='urn:xmpp:xtls:0' sid='a' block-size='4096'/>`, stanza.ErrMissingAttr},
 }
 
 func TestRejects(t *testing.T) {
@@ -264,4 +279,21 @@ func TestValidSID(t *testing.T) {
 	require.False(t, stanza.ValidSID("a.b"))
 	require.True(t, stanza.ValidCondition("item-not-found"))
 	require.False(t, stanza.ValidCondition("item-not-found "))
+}
+
+// The error of a close is exactly one of the 22 stanza error conditions of
+// RFC 6120, section 8.3.3, spelt as there.
+func TestCloseConditions(t *testing.T) {
+	for _, c := range strings.Fields(`bad-request conflict feature-not-implemented forbidden gone
+		internal-server-error item-not-found jid-malformed not-acceptable not-allowed not-authorized
+		policy-violation recipient-unavailable redirect registration-required remote-server-not-found
+		remote-server-timeout resource-constraint service-unavailable subscription-required
+		undefined-condition unexpected-request`) {
+		got, err := decode(`<close xmlns='urn:xmpp:xtls:0' sid='a' error='` + c + `'/>`)
+		require.NoError(t, err, c)
+		require.Equal(t, stanza.Close{SID: "a", Error: c}, got)
+	}
+	for _, c := range []string{"text", "Gone", "urn:ietf:params:xml:ns:xmpp-stanzas", "not-well-formed"} {
+		require.False(t, stanza.ValidCondition(c), c)
+	}
 }

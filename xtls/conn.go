@@ -25,6 +25,7 @@ type Conn struct {
 	tls *tls.Conn
 
 	dialCode []byte // a pairing code given to Dial: pair in any case
+	mode     byte   // the initiator's mode byte, once sent or read
 
 	hsMu   sync.Mutex // serialises Handshake
 	hsDone bool
@@ -50,6 +51,10 @@ type rawConn struct {
 	checkHead bool // responder: the first byte must be 0x16
 	checked   bool // only touched by the goroutine reading (crypto/tls serialises reads)
 }
+
+// errBadMode is the reason a responder aborts a tunnel whose first byte of
+// application data is not a mode byte it knows.
+var errBadMode = errors.New("xtls: the peer's mode byte is not A or P: tunnel aborted (policy-violation)")
 
 // recordTypeHandshake is the content type of a TLS handshake record.
 const recordTypeHandshake = 0x16
@@ -114,11 +119,17 @@ func (c *Conn) Handshake(ctx context.Context) error {
 		return c.hsErr
 	}
 	err := c.tls.HandshakeContext(ctx)
+	if err != nil && c.state.Initiator {
+		err = notTrustedByPeer(c.state.Peer, err)
+	}
 	if err == nil {
 		err = c.afterTLS(ctx)
 	}
 	if err == nil {
 		err = c.record()
+	}
+	if c.mode != 0 {
+		err = c.sendVerdict(err)
 	}
 	var crossed *transport.CrossedError
 	if !errors.As(err, &crossed) {
@@ -128,7 +139,9 @@ func (c *Conn) Handshake(ctx context.Context) error {
 }
 
 // afterTLS exchanges the mode byte and pairs if either end needs it, before
-// any application data.
+// any application data. In contract 3 the initiator in mode A then waits for
+// the responder's verdict; the responder sends it (sendVerdict) once it has
+// recorded the trust decision.
 func (c *Conn) afterTLS(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { c.tls.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
@@ -139,13 +152,20 @@ func (c *Conn) afterTLS(ctx context.Context) error {
 	var code []byte
 	if c.state.Initiator {
 		if !v.pair && c.dialCode == nil {
-			_, err := c.tls.Write([]byte{modeApp})
-			return err
+			c.mode = modeApp
+			if _, err := c.tls.Write([]byte{modeApp}); err != nil {
+				return err
+			}
+			if c.contract() >= 3 {
+				return c.readVerdict()
+			}
+			return nil
 		}
 		code = c.pairingCode()
 		if !c.h.pairs.begin(peer, code) {
 			return &PairingError{Peer: peer, Reason: PairingCodeDead}
 		}
+		c.mode = modePair
 		if _, err := c.tls.Write([]byte{modePair}); err != nil {
 			return &PairingError{Peer: peer, Reason: PairingBroken, Err: err}
 		}
@@ -162,13 +182,22 @@ func (c *Conn) afterTLS(ctx context.Context) error {
 		}
 		switch m[0] {
 		case modeApp:
+			c.mode = modeApp
 			if v.pair {
+				if c.contract() >= 3 {
+					c.sendFail(PairingRequired)
+				}
 				return &PairingError{Peer: peer, Reason: PairingRequired}
 			}
 			return nil
 		case modePair:
+			c.mode = modePair
 		default:
-			return &PairingError{Peer: peer, Reason: PairingBroken, Err: fmt.Errorf("unknown mode byte 0x%02x", m[0])}
+			// Not a clean end of stream: the initiator must not take
+			// this for the application's EOF.
+			reason := fmt.Sprintf("unknown mode byte 0x%02x", m[0])
+			c.raw.Conn.Abort(stanza.PolicyViolation, reason)
+			return fmt.Errorf("%w: %s", errBadMode, reason)
 		}
 		if code = c.pairingCode(); code == nil {
 			c.sendFail(PairingNoCode)

@@ -48,16 +48,17 @@ const probeTimeout = 5 * time.Second
 // error: ErrNotSupported, ErrPeerUnavailable or ErrRefused wrapping the
 // stanza.Error that said so; *IdentityError, *PinMismatchError,
 // *UntrustedError or *CertificateExpiredError for a peer that is not
-// trusted; *PolicyError for a peer that offers only weaker TLS;
+// trusted; *NotTrustedByPeerError for a peer that does not trust us;
+// *PolicyError for a peer that offers only weaker TLS;
 // *PairingError when a pairing code was in play and pairing failed. ctx
 // bounds the whole of it.
 //
-// In TLS 1.3 the client finishes its handshake before the server has
-// checked the client's certificate, so Dial can return a connection that the
-// peer then refuses (it has another key of ours pinned, say): the first Read
-// fails with the peer's TLS alert ("remote error: tls: bad certificate"),
-// and the peer's Config.AcceptFailed learns why. Write whatever you must
-// send first and Read the answer before trusting that the peer is there.
+// Dial returns only once the peer has accepted our certificate: a peer
+// that refuses it gives a *NotTrustedByPeerError (ErrNotTrustedByPeer). In
+// TLS 1.3 the client's handshake completes before the server has checked
+// the client's certificate, so the responder sends a verdict after it
+// (docs/protocol.md, contract 3); a peer that predates it (contract 2)
+// cannot tell us, and its refusal shows only at the first Read.
 func (h *Handler) Dial(ctx context.Context, peer jid.JID, opts ...DialOption) (*Conn, error) {
 	var o dialConfig
 	for _, opt := range opts {

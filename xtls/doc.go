@@ -33,7 +33,9 @@
 // pair again). A person's own CA (NewUserCA) that signed the peer's
 // certificate and names the same bare JID is pinned instead of the device's
 // key, so the person's other devices and renewed certificates are trusted
-// without pairing again.
+// without pairing again. Dial returns only once the peer has accepted our
+// certificate as well: the responder sends its verdict inside TLS, and a
+// refusal is a *NotTrustedByPeerError (docs/protocol.md, contract 3).
 //
 // No tuning is needed: the transport's windows adapt to the path, and the
 // size of the chunks follows the server. Beside its first Dial or accepted

@@ -4,3 +4,16 @@ import "github.com/xmppxtls/xtls/transport"
 
 // TransportConfig returns the configuration the Handler gave its transport.
 func (h *Handler) TransportConfig() transport.Config { return h.ep.Config() }
+
+// UseContract2 makes h speak contract 2 of the wire protocol, as a peer
+// that predates the responder's verdict: it offers and accepts no ALPN.
+func UseContract2(h *Handler) {
+	h.clientTLS.NextProtos = nil
+	h.serverTLS.NextProtos = nil
+}
+
+// SetMaxVersion caps the TLS version h offers and accepts.
+func SetMaxVersion(h *Handler, v uint16) {
+	h.clientTLS.MaxVersion = v
+	h.serverTLS.MaxVersion = v
+}

@@ -78,6 +78,11 @@ const (
 	// PairingRequired: this end would trust the peer only after pairing, and
 	// the peer did not pair.
 	PairingRequired PairingFailure = 5
+	// PairingNotTrusted: the responder does not trust the initiator's
+	// certificate; a responder that decides only after the handshake sends
+	// it in place of its verdict OK (contract 3). xtls itself refuses during
+	// the handshake, with a TLS alert.
+	PairingNotTrusted PairingFailure = 6
 )
 
 func (f PairingFailure) String() string {
@@ -92,6 +97,8 @@ func (f PairingFailure) String() string {
 		return "code used up"
 	case PairingRequired:
 		return "pairing required"
+	case PairingNotTrusted:
+		return "not trusted"
 	}
 	return fmt.Sprintf("PairingFailure(%d)", byte(f))
 }
@@ -360,7 +367,8 @@ func (c *Conn) pairAsInitiator(code []byte) error {
 	return nil
 }
 
-// pairAsResponder runs the responder's side: it has read the mode byte.
+// pairAsResponder runs the responder's side: it has read the mode byte. The
+// closing OK is sendVerdict's, once the pins are recorded.
 func (c *Conn) pairAsResponder(code []byte) error {
 	peer := c.state.Peer
 	in, err := c.pairingInputs()
@@ -395,9 +403,7 @@ func (c *Conn) pairAsResponder(code []byte) error {
 		c.sendFail(PairingWrongCode)
 		return c.wrongCode(code, false)
 	}
-	if err := writeFrame(c.tls, frameOK, nil); err != nil {
-		return &PairingError{Peer: peer, Reason: PairingBroken, Err: err}
-	}
+	// OK follows once the pins are recorded (sendVerdict).
 	return nil
 }
 

@@ -189,26 +189,6 @@ func TestPairingAbandonedAttemptCounts(t *testing.T) {
 	})
 }
 
-// A peer that would be trusted only after pairing, facing one that does not
-// pair, fails: nothing is delivered.
-func TestPairingRequired(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		w := newWorld(t)
-		a := w.join(aliceJID, xtls.Config{Pins: xtls.NewMemPinStore(), TrustOnFirstUse: true})
-		logger, logged := newLogger()
-		cb, _ := pairing("1234 5678 9012")
-		cb.Logger = logger
-		b := w.join(bobJID, cb)
-		b.h.Listen()
-		c, err := a.h.Dial(context.Background(), b.addr)
-		require.NoError(t, err) // alice trusted bob on first use
-		_, err = c.Read(make([]byte, 1))
-		require.Error(t, err)
-		synctest.Wait()
-		require.Contains(t, logged(), "pairing required")
-	})
-}
-
 // A relay that terminates TLS on both sides with certificates of its own
 // and forwards the pairing messages between them cannot make pairing
 // succeed: each side's CPace is bound to its own TLS connection's exporter.

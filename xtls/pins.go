@@ -185,11 +185,22 @@ func (e *PinFileError) Unwrap() error { return e.Err }
 //	  }
 //	}
 //
-// "version" must be 1. "pins" maps normalized bare JIDs to the SHA-256 SPKI
-// fingerprints pinned for them (see Fingerprint.MarshalText; every form
-// ParseFingerprint accepts is read). A file edited by hand may hold JIDs that
-// are not normalized; they are normalized when read, and a key that is not a
-// bare JID makes the file invalid.
+// "pins" maps normalized bare JIDs (RFC 7622 enforcement, as jid.Parse does
+// it) to the SHA-256 SPKI fingerprints pinned for them, in the order they
+// were pinned, written as 64 lowercase hexadecimal digits (see
+// Fingerprint.MarshalText; every form ParseFingerprint accepts is read). A
+// file edited by hand may hold JIDs that are not normalized; they are
+// normalized when read (two spellings of one JID are merged), and a key that
+// is not a bare JID makes the file invalid. A pin means: the peer whose
+// bare JID this is may present this key (or a certificate its user CA with
+// this key signed), within the certificate's validity dates.
+//
+// Versioning: "version" is the format's version, 1 so far. A FilePinStore
+// refuses a file of any other version, or with a field it does not know,
+// with a *PinFileError, and never rewrites it: a program that knows only
+// version 1 cannot destroy pins written in a later format, and says why it
+// cannot read them. A change to the format that an older reader would
+// misread gets a new version number. A FilePinStore writes version 1.
 //
 // A missing file is an empty store; the file is created on the first change.
 // A file that cannot be read or parsed is refused with a *PinFileError, when

@@ -398,6 +398,26 @@ func TestFilePinStoreVersionError(t *testing.T) {
 	require.ErrorContains(t, err, "unsupported version 2")
 }
 
+// A file that a newer program rewrote in a later format is refused, never
+// overwritten: its pins survive the older program.
+func TestFilePinStoreNewerVersionKept(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pins.json")
+	s, err := xtls.NewFilePinStore(path)
+	require.NoError(t, err)
+	alice := jid.MustParse("alice@example.net")
+	require.NoError(t, s.AddPin(alice, xtls.Fingerprint{1}))
+	newer := `{"version":2,"pins":{"alice@example.net":[{"spki":"01"}]}}`
+	require.NoError(t, os.WriteFile(path, []byte(newer), 0o600))
+	var pfErr *xtls.PinFileError
+	require.ErrorAs(t, s.AddPin(alice, xtls.Fingerprint{2}), &pfErr)
+	require.ErrorContains(t, pfErr, "unsupported version 2")
+	_, err = s.Pins(alice)
+	require.ErrorAs(t, err, &pfErr)
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, newer, string(data))
+}
+
 func TestFilePinStoreMissingDir(t *testing.T) {
 	_, err := xtls.NewFilePinStore(filepath.Join(t.TempDir(), "missing", "pins.json"))
 	var pfErr *xtls.PinFileError

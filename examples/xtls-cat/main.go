@@ -330,7 +330,8 @@ func dialExitCode(err error) int {
 	switch {
 	case errors.Is(err, xtls.ErrNotSupported), errors.Is(err, xtls.ErrPeerUnavailable), errors.Is(err, xtls.ErrRefused):
 		return exitPeer
-	case errors.Is(err, xtls.ErrUntrusted), errors.As(err, &pin), errors.As(err, &id), errors.As(err, &pair),
+	case errors.Is(err, xtls.ErrUntrusted), errors.Is(err, xtls.ErrNotTrustedByPeer),
+		errors.As(err, &pin), errors.As(err, &id), errors.As(err, &pair),
 		errors.As(err, &expired), errors.As(err, &policy):
 		return exitTrust
 	}

@@ -255,6 +255,37 @@ func TestPinMismatch(t *testing.T) {
 	}
 }
 
+// TestRefusedByListener dials a listener that has another key of ours
+// pinned: the dialer exits 5 (not trusted), not 6 (transfer failed), and
+// nothing crosses.
+func TestRefusedByListener(t *testing.T) {
+	w := newWorld(t)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	pinsFile := filepath.Join(w.dir, "bob-pins.json")
+	pins, err := xtls.NewFilePinStore(pinsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, oldFP := w.certFile("alice@example.net") // a key alice no longer uses
+	if err := pins.AddPin(jid.MustParse("alice@example.net"), oldFP); err != nil {
+		t.Fatal(err)
+	}
+	aliceCert, _ := w.certFile("alice@example.net")
+
+	lctx, stopListener := context.WithCancel(ctx)
+	defer stopListener()
+	bob := listen(lctx, []string{"-jid", "bob@example.org/b", "-pins", pinsFile}, []byte("secret"))
+	a := dial(ctx, []string{"-jid", "alice@example.net/a", "-cert", aliceCert, "-tofu"}, "bob@example.org/b", []byte("hello"))
+	if a.code != exitTrust || len(a.stdout) != 0 || !strings.Contains(a.stderr, "does not trust our certificate") {
+		t.Errorf("dialer: exit %d, want %d, stdout %q:\n%s", a.code, exitTrust, a.stdout, a.stderr)
+	}
+	stopListener()
+	if b := <-bob.done; len(b.stdout) != 0 {
+		t.Errorf("listener: exit %d, stdout %q, stderr:\n%s", b.code, b.stdout, b.stderr)
+	}
+}
+
 // TestPeerErrors dials peers that cannot give a tunnel: exit 4, and the
 // message says why.
 func TestPeerErrors(t *testing.T) {

@@ -294,7 +294,7 @@ func TestFirstContactEOF(t *testing.T) {
 }
 
 // A listener that sees a changed key warns loudly, names both keys, keeps
-// the old pin and exits 5; the dialer is told it was hung up on. Started
+// the old pin and exits 5; the dialer is told its key was refused. Started
 // with -accept-new-key, the listener pins the new key and the chat goes on.
 func TestKeyChangeSeenByListener(t *testing.T) {
 	w := newWorld(t)
@@ -317,7 +317,7 @@ func TestKeyChangeSeenByListener(t *testing.T) {
 	w.expect(alice, "Refusing to continue")
 	w.expect(alice, "-accept-new-key")
 	w.exit(alice, exitTrust)
-	w.expect(bob, "hung up before the chat started")
+	w.expect(bob, "refused our key") // Dial waits for the listener's verdict
 	w.exit(bob, exitTrust)
 	w.wantPins(aliceBare, bobBare, oldKey)
 	if got := w.certKey(bobBare); got != newKey {

@@ -57,8 +57,26 @@ type Config struct {
 	// to what the path carries in 200 ms.
 	QueueTarget time.Duration
 	// MaxTunnels bounds the tunnels of one Endpoint; a start beyond it is
-	// answered resource-constraint (wait). Default 4096.
+	// answered resource-constraint (wait), an Open fails with a
+	// *LimitError. Default 4096.
 	MaxTunnels int
+	// MaxTunnelsPerPeer bounds the tunnels with one peer (a bare JID, all
+	// its resources together), so that no peer can take every slot: a
+	// start beyond it is answered resource-constraint (wait). Default 256.
+	MaxTunnelsPerPeer int
+	// MemoryBudget bounds the receive windows all tunnels together may
+	// grant, which bound what peers can make us buffer (default 64 MiB,
+	// which fits a phone). A tunnel's window is taken from it when the
+	// tunnel is created and when auto-tuning grows it, and given back when
+	// the tunnel is forgotten; a start that would exceed it is answered
+	// resource-constraint (wait), and windows stop growing, while the
+	// tunnels that exist keep working. The heap a tunnel's buffers hold
+	// stays within about twice what its window lets the peer send.
+	MemoryBudget int
+	// PeerMemoryBudget is MemoryBudget for the tunnels with one peer (a
+	// bare JID): its share, so that one peer cannot take what the others
+	// need (default 16 MiB).
+	PeerMemoryBudget int
 	// AckTimeout is the acknowledgement timeout before any round trip has
 	// been measured (default 3 s); afterwards it follows the measured round
 	// trips (RFC 6298), never below MinAckTimeout.
@@ -113,6 +131,9 @@ func (c *Config) withDefaults() Config {
 	def(&d.MaxWindow, 8<<20)
 	def(&d.ChunkSize, 5120)
 	def(&d.MaxTunnels, 4096)
+	def(&d.MaxTunnelsPerPeer, 256)
+	def(&d.MemoryBudget, 64<<20)
+	def(&d.PeerMemoryBudget, 16<<20)
 	def(&d.SessionWindow, 4<<20)
 	def(&d.MaxTries, 8)
 	defd(&d.AckTimeout, 3*time.Second)

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"net"
+	"slices"
 	"time"
 
 	"mellium.im/xmpp/jid"
@@ -50,6 +51,7 @@ type Conn struct {
 	timerAt   time.Time // the deadline the loop's timer heap holds for the tunnel
 	dirty     bool
 	forgotten bool // gone, and forgotten by the Endpoint
+	admitted  bool // holds a slot and its window in the Endpoint's limits
 	inflight  int  // payload bytes of data blocks sent and not acknowledged
 }
 
@@ -69,6 +71,7 @@ func newConn(e *Endpoint, peer jid.JID, sid string, initiator bool) *Conn {
 	}
 	c.key = tunnelKey{c.peerStr, sid}
 	c.t = newTunnel(&e.env, c.peerStr, sid, initiator)
+	c.t.bare = peer.Bare().String()
 	return c
 }
 
@@ -92,9 +95,11 @@ func (r *ioReq) complete(n int, err error) {
 	close(r.done)
 }
 
-// closeReq is a Close or CloseWrite waiting for our close to be answered.
+// closeReq is a Close or CloseWrite waiting for our close to be answered,
+// or a Flush waiting for what was written to be acknowledged.
 type closeReq struct {
 	close bool // Close, not CloseWrite
+	flush bool // Flush
 	err   error
 	done  chan struct{}
 }
@@ -257,6 +262,30 @@ func (c *Conn) closeDir(all bool) error {
 // that prevented it otherwise. Calling Close again returns nil.
 func (c *Conn) Close() error {
 	return c.closeDir(true)
+}
+
+// Flush waits until every byte written so far has been acknowledged by the
+// peer, the tunnel fails (its error is returned) or ctx ends. It is for a
+// last message that must arrive before an Abort: a TLS alert, say.
+func (c *Conn) Flush(ctx context.Context) error {
+	r := &closeReq{flush: true, done: make(chan struct{})}
+	c.ep.post(func(time.Time) {
+		c.closers = append(c.closers, r)
+		c.ep.markDirty(c)
+	})
+	select {
+	case <-r.done:
+		return r.err
+	case <-ctx.Done():
+		c.ep.call(func(time.Time) {
+			if i := slices.Index(c.closers, r); i >= 0 {
+				c.closers = slices.Delete(c.closers, i, i+1)
+				r.complete(ctx.Err())
+			}
+		})
+		<-r.done
+		return r.err
+	}
 }
 
 // Abort aborts both directions at once: the peer gets a close with the error

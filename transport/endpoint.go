@@ -63,8 +63,9 @@ type Endpoint struct {
 	cfg      Config
 	log      *slog.Logger
 
-	chunk   atomic.Int64 // Config.ChunkSize, or what SetChunkSize set
-	largest atomic.Int64 // serialized size of the largest data IQ sent, roughly
+	policy  atomic.Pointer[func(jid.JID) error] // SetPeerPolicy
+	chunk   atomic.Int64                        // Config.ChunkSize, or what SetChunkSize set
+	largest atomic.Int64                        // serialized size of the largest data IQ sent, roughly
 	stats   stats
 
 	scratchMu sync.Mutex
@@ -83,6 +84,7 @@ type Endpoint struct {
 	env     env
 	path    *iqPath
 	tunnels map[tunnelKey]*Conn
+	limits  limits
 	accept  func(*Conn) error
 	err     error // set once the session is gone or the Endpoint closed
 	closing bool  // Close: the loop ends once the aborts are written
@@ -112,7 +114,7 @@ func NewEndpoint(s Session, cfg *Config) *Endpoint {
 	}
 	e.timer.Stop()
 	e.chunk.Store(int64(c.ChunkSize))
-	e.env = env{cfg: &e.cfg, log: c.Logger, chunk: c.ChunkSize}
+	e.env = env{cfg: &e.cfg, log: c.Logger, chunk: c.ChunkSize, grant: e.grant}
 	e.path = newIQPath(e, s)
 	go e.run()
 	go e.path.writeLoop()
@@ -185,6 +187,20 @@ func (e *Endpoint) SetAcceptFunc(f func(c *Conn) error) {
 	e.call(func(time.Time) { e.accept = f })
 }
 
+// SetPeerPolicy sets a function that decides, before any limit is looked
+// at, whether a peer may open tunnels at all (docs/protocol.md S6 comes
+// before S7: a peer refused by policy learns not-acceptable, final, not
+// resource-constraint, which invites it to try again). It runs on the
+// session's Serve goroutine and must not block; it returns nil to go on, a
+// stanza.Error to send as it is, or any other error to send not-acceptable.
+func (e *Endpoint) SetPeerPolicy(f func(peer jid.JID) error) {
+	if f == nil {
+		e.policy.Store(nil)
+		return
+	}
+	e.policy.Store(&f)
+}
+
 // Open starts a tunnel to peer (a full JID) and returns at once, before the
 // peer has answered: up to 4096 bytes written now travel as the optimistic
 // first flight right behind the start. Established waits for the answer; Read
@@ -208,6 +224,11 @@ func (e *Endpoint) Open(peer jid.JID, sid string) (*Conn, error) {
 		case e.tunnels[c.key] != nil:
 			err = ErrSIDInUse
 		default:
+			if lerr := e.admit(c.t.bare, c.t.window()); lerr != nil {
+				err = lerr
+				return
+			}
+			c.admitted = true
 			e.addTunnel(c, now)
 		}
 	})

@@ -81,7 +81,10 @@ func (f *recvFlow) init(window, maxWindow int) {
 // what limits the peer. It starts a new epoch either way. Called when an
 // update is about to be sent; rtt is this side's smoothed round trip (zero
 // before any was measured: no tuning).
-func (f *recvFlow) autoTune(now time.Time, rtt time.Duration) {
+//
+// grant, if not nil, is asked for the bytes a larger window adds (the
+// receiver's memory budgets); without them the window stays.
+func (f *recvFlow) autoTune(now time.Time, rtt time.Duration, grant func(more int) bool) {
 	read := f.consumed - f.epochConsumed
 	if f.epochAt.IsZero() || rtt <= 0 || read <= f.window/2 {
 		if f.epochAt.IsZero() || rtt <= 0 {
@@ -91,7 +94,9 @@ func (f *recvFlow) autoTune(now time.Time, rtt time.Duration) {
 	}
 	fraction := float64(read) / float64(f.window)
 	if now.Sub(f.epochAt) < time.Duration(4*fraction*float64(rtt)) {
-		f.grow(min(2*f.window, f.maxWindow))
+		if w := min(2*f.window, f.maxWindow); w > f.window && (grant == nil || grant(int(w-f.window))) {
+			f.grow(w)
+		}
 	}
 	f.epochAt, f.epochConsumed = now, f.consumed
 }

@@ -147,14 +147,14 @@ func TestRecvFlowAutoTune(t *testing.T) {
 			var f recvFlow
 			f.init(1000, 4000)
 			now := t0
-			f.autoTune(now, tc.rtt) // the first call starts the epoch
+			f.autoTune(now, tc.rtt, nil) // the first call starts the epoch
 			var got []uint64
 			for range 3 {
 				n := int(f.window)
 				require.NoError(t, f.receive(n))
 				f.consume(n)
 				now = now.Add(tc.elapsed)
-				f.autoTune(now, tc.rtt)
+				f.autoTune(now, tc.rtt, nil)
 				limit, due := f.update()
 				require.True(t, due)
 				f.sent(limit)
@@ -166,9 +166,9 @@ func TestRecvFlowAutoTune(t *testing.T) {
 	// A window that only half drained is not judged yet.
 	var f recvFlow
 	f.init(1000, 4000)
-	f.autoTune(t0, rtt)
+	f.autoTune(t0, rtt, nil)
 	require.NoError(t, f.receive(400))
 	f.consume(400)
-	f.autoTune(t0.Add(time.Millisecond), rtt)
+	f.autoTune(t0.Add(time.Millisecond), rtt, nil)
 	require.Equal(t, uint64(1000), f.window)
 }

@@ -227,6 +227,10 @@ func (e *Endpoint) handleStart(iq stanza.IQ, t xmlstream.TokenReadEncoder, start
 	}
 	peer := iq.From.String()
 	key := tunnelKey{peer, st.SID}
+	var refused error
+	if policy := e.policy.Load(); policy != nil {
+		refused = (*policy)(iq.From)
+	}
 	var (
 		c       *Conn
 		refuse  *stanza.Error
@@ -241,8 +245,7 @@ func (e *Endpoint) handleStart(iq stanza.IQ, t xmlstream.TokenReadEncoder, start
 			// A tunnel we closed, kept only to answer the peer's close:
 			// the peer's new start ends it, as its close would have.
 			old.t.finish(nil)
-			e.markDirty(old)
-			delete(e.tunnels, key)
+			e.forget(old)
 			old = nil
 		}
 		switch {
@@ -261,21 +264,36 @@ func (e *Endpoint) handleStart(iq stanza.IQ, t xmlstream.TokenReadEncoder, start
 			// The crossing went the peer's way: its tunnel is ours, and
 			// nothing of our own start may follow its proceed.
 			c = newConn(e, iq.From, st.SID, false)
-			c.t.accept(st)
-			e.addTunnel(c, now)
 			old.t.fail(&CrossedError{Conn: c})
-			e.path.cancel(old)
-			e.markDirty(old)
+			e.forget(old)
+			c.t.accept(st)
+			if lerr := e.admit(c.t.bare, c.t.window()); lerr != nil {
+				// Cannot happen: the crossed tunnel's slot was just freed.
+				refuse, text = &stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint}, lerr.Error()
+				return
+			}
+			c.admitted = true
+			e.addTunnel(c, now)
 			crossed = true
 		case e.accept == nil:
 			refuse = &stanza.Error{Type: stanza.Cancel, Condition: stanza.NotAcceptable}
 			return
-		case len(e.tunnels) >= e.cfg.MaxTunnels:
-			refuse, text = &stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint}, "tunnel limit reached"
+		case refused != nil:
+			se, ok := refused.(stanza.Error)
+			if !ok {
+				se = stanza.Error{Type: stanza.Cancel, Condition: stanza.NotAcceptable}
+			}
+			refuse = &se
 			return
 		default:
-			accept = e.accept
 			c = newConn(e, iq.From, st.SID, false)
+			if lerr := e.admit(c.t.bare, c.t.window()); lerr != nil {
+				refuse, text = &stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint}, lerr.Error()
+				c = nil
+				return
+			}
+			c.admitted = true
+			accept = e.accept
 			c.t.accept(st)
 			e.addTunnel(c, now)
 		}

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"container/heap"
+	"slices"
 	"time"
 )
 
@@ -136,15 +137,22 @@ func (e *Endpoint) update(c *Conn, now time.Time) {
 		c.writer = nil
 		e.progressWrite(c, w)
 	}
-	if len(c.closers) > 0 && t.closeDone() {
-		for _, r := range c.closers {
-			if r.close {
+	if len(c.closers) > 0 {
+		c.closers = slices.DeleteFunc(c.closers, func(r *closeReq) bool {
+			switch {
+			case r.flush && t.err != nil:
+				r.complete(t.err)
+			case r.flush && t.flushed():
+				r.complete(nil)
+			case r.flush || !t.closeDone():
+				return false
+			case r.close:
 				r.complete(t.finishClose(now))
-			} else {
+			default:
 				r.complete(t.closeResult())
 			}
-		}
-		c.closers = nil
+			return true
+		})
 	}
 	if done, _ := t.established(); done {
 		closeOnce(c.estab)
@@ -152,6 +160,10 @@ func (e *Endpoint) update(c *Conn, now time.Time) {
 	if t.gone() && !c.forgotten {
 		c.forgotten = true
 		e.path.cancel(c)
+		if c.admitted {
+			c.admitted = false
+			e.release(t.bare, t.window())
+		}
 		if c.inflight > 0 {
 			e.path.ctl.dropped(c.inflight)
 			c.inflight = 0
@@ -200,6 +212,12 @@ func (e *Endpoint) addTunnel(c *Conn, now time.Time) {
 	if _, ok := e.sess.(sessionState); ok && e.watchAt.IsZero() {
 		e.watchAt = now.Add(watchInterval)
 	}
+}
+
+// forget brings c, which is gone, up to date at once: its key and its
+// limits are free for what comes next.
+func (e *Endpoint) forget(c *Conn) {
+	e.update(c, time.Now())
 }
 
 // shutdown fails every tunnel with err. dead says the session can no longer

@@ -28,6 +28,7 @@ type tunnel struct {
 	env       *env
 	sid       string
 	peer      string // the peer's full JID, for logs
+	bare      string // the peer's bare JID, whose limits the tunnel counts against
 	initiator bool
 	blockSize int // the largest payload we accept
 
@@ -91,6 +92,9 @@ type env struct {
 	// lastAnswer is when the path last brought an answer to any element of
 	// the session: a path that is still delivering is not losing.
 	lastAnswer time.Time
+	// grant, if not nil, is asked for more window bytes for a tunnel with
+	// the peer bare: the receiver's memory budgets (limits.go).
+	grant func(bare string, more int) bool
 }
 
 type kind int
@@ -151,6 +155,9 @@ func (t *tunnel) accept(st xstanza.Start) {
 func (t *tunnel) proceed() xstanza.Proceed {
 	return xstanza.Proceed{SID: t.sid, BlockSize: t.blockSize, Window: int(t.rflow.window)}
 }
+
+// window is the receive window the tunnel grants now.
+func (t *tunnel) window() int { return int(t.rflow.window) }
 
 // startElement is the initiator's start.
 func (t *tunnel) startElement() xstanza.Start {
@@ -291,6 +298,9 @@ func (t *tunnel) close(now time.Time) bool {
 // closeDone reports whether a waiting Close or CloseWrite may return: our
 // close was answered, or the tunnel failed.
 func (t *tunnel) closeDone() bool { return t.closeAcked || t.err != nil || t.state == stGone }
+
+// flushed reports whether everything written has been acknowledged.
+func (t *tunnel) flushed() bool { return len(t.sendQ) == 0 && t.nUnacked == 0 }
 
 // closeResult is what CloseWrite returns once closeDone.
 func (t *tunnel) closeResult() error {

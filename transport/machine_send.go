@@ -68,7 +68,7 @@ func (t *tunnel) pick(now time.Time, room int) *flight {
 	if t.creditDue && t.state == stOpen {
 		t.creditDue = false
 		if !t.peerClosed && !t.readStopped {
-			t.rflow.autoTune(now, t.rtt.srtt)
+			t.rflow.autoTune(now, t.rtt.srtt, t.grant)
 			if limit, ok := t.rflow.update(); ok {
 				t.rflow.sent(limit)
 				f := t.newCtrl(kCredit)
@@ -107,6 +107,11 @@ func (t *tunnel) pending(now time.Time) (ctrl bool, data int) {
 		}
 	}
 	return ctrl, t.dataReady()
+}
+
+// grant asks the receiver's memory budgets for more bytes of window.
+func (t *tunnel) grant(more int) bool {
+	return t.env.grant == nil || t.env.grant(t.bare, more)
 }
 
 func (t *tunnel) newCtrl(k kind) *flight {

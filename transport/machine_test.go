@@ -31,6 +31,7 @@ func newMT(cfg *Config, initiator bool) *mt {
 	m := &mt{now: epoch}
 	m.env = env{cfg: &c, log: c.Logger, chunk: c.ChunkSize}
 	m.t = newTunnel(&m.env, bobJID, sid, initiator)
+	m.t.bare = "bob@example.net"
 	return m
 }
 

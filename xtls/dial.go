@@ -98,10 +98,22 @@ func (h *Handler) dialError(ctx context.Context, peer jid.JID, err error) error 
 			return fmt.Errorf("xtls: dial %s: %w: %w", peer, ErrRefused, pe.Err)
 		}
 	}
+	if unreachable(err) {
+		return fmt.Errorf("xtls: dial %s: %w: %w", peer, ErrPeerUnavailable, err)
+	}
 	if policyViolation(err) {
 		err = &PolicyError{Err: err}
 	}
 	return fmt.Errorf("xtls: dial %s: %w", peer, err)
+}
+
+// unreachable reports an IQ error by which a server says that it could
+// not reach the peer's server (remote-server-not-found), or gave up waiting
+// for it (remote-server-timeout, which the transport retried first).
+func unreachable(err error) bool {
+	var se stanza.Error
+	return errors.As(err, &se) &&
+		(se.Condition == stanza.RemoteServerNotFound || se.Condition == stanza.RemoteServerTimeout)
 }
 
 // probe tells why a start was answered service-unavailable: a peer that

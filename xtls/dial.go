@@ -42,10 +42,13 @@ func WithSID(sid string) DialOption {
 // one without XTLS after a start was answered service-unavailable.
 const probeTimeout = 5 * time.Second
 
-// Dial opens a tunnel to peer (a full JID) and runs the TLS handshake as its
-// client: the ClientHello travels right behind the start, so the handshake
-// costs no extra round trip. It returns when the peer is trusted, or an
-// error: ErrNotSupported, ErrPeerUnavailable or ErrRefused wrapping the
+// Dial opens a tunnel to peer and runs the TLS handshake as its client: the
+// ClientHello travels right behind the start, so the handshake costs no
+// extra round trip. peer is a full JID, or a bare JID whose best resource
+// that offers XTLS is dialed (see Resolve; if it turns out unavailable,
+// the next is tried); a bare JID without one fails with a *ResolveError,
+// ErrPeerOffline or ErrNoXTLSClient. It returns when the peer is trusted,
+// or an error: ErrNotSupported, ErrPeerUnavailable or ErrRefused wrapping the
 // stanza.Error that said so; *IdentityError, *PinMismatchError,
 // *UntrustedError or *CertificateExpiredError for a peer that is not
 // trusted; *PolicyError for a peer that offers only weaker TLS;
@@ -59,6 +62,9 @@ const probeTimeout = 5 * time.Second
 // and the peer's Config.AcceptFailed learns why. Write whatever you must
 // send first and Read the answer before trusting that the peer is there.
 func (h *Handler) Dial(ctx context.Context, peer jid.JID, opts ...DialOption) (*Conn, error) {
+	if peer.Resourcepart() == "" {
+		return h.dialBare(ctx, peer, opts...)
+	}
 	var o dialConfig
 	for _, opt := range opts {
 		opt(&o)

@@ -32,9 +32,14 @@
 // requested. By default each is an *Error, and NewClientSession fails with
 // it. With Fallback, a refusal is answered by binding again without a
 // resource and the resource the server assigns is accepted; the caller reads
-// it from the session's LocalAddr. Prosody 0.12 and ejabberd 23.01, as
-// shipped, never refuse: they bind the requested resource and end the older
-// session that had it with the stream error conflict.
+// it from the session's LocalAddr.
+//
+// What servers do when the resource is taken (checked with Prosody 0.12
+// and ejabberd 23.01): as shipped, both bind it and end the older session
+// that had it with the stream error conflict. Configured to refuse (Prosody's conflict_resolve =
+// "kick_new", ejabberd's resource_conflict: closenew) they answer conflict;
+// configured to rename (Prosody's "random" or "increment", which binds
+// "name#1", ejabberd's setresource) they bind another resource.
 //
 // Resource is for clients only; on a server session it fails.
 package bind // import "github.com/xmppxtls/xtls/bind"

@@ -30,6 +30,7 @@ import (
 func TestBindResource(t *testing.T) {
 	for _, kind := range kinds {
 		t.Run(kind, func(t *testing.T) {
+			noLeaks(t)
 			srv := startOwn(t, kind, 0, nil)
 			want := jid.MustParse("alice@" + srv.Domain() + "/demo")
 

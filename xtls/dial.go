@@ -42,10 +42,13 @@ func WithSID(sid string) DialOption {
 // one without XTLS after a start was answered service-unavailable.
 const probeTimeout = 5 * time.Second
 
-// Dial opens a tunnel to peer (a full JID) and runs the TLS handshake as its
-// client: the ClientHello travels right behind the start, so the handshake
-// costs no extra round trip. It returns when the peer is trusted, or an
-// error: ErrNotSupported, ErrPeerUnavailable or ErrRefused wrapping the
+// Dial opens a tunnel to peer and runs the TLS handshake as its client: the
+// ClientHello travels right behind the start, so the handshake costs no
+// extra round trip. peer is a full JID, or a bare JID whose best resource
+// that offers XTLS is dialed (see Resolve; if it turns out unavailable,
+// the next is tried); a bare JID without one fails with a *ResolveError,
+// ErrPeerOffline or ErrNoXTLSClient. It returns when the peer is trusted,
+// or an error: ErrNotSupported, ErrPeerUnavailable or ErrRefused wrapping the
 // stanza.Error that said so; *IdentityError, *PinMismatchError,
 // *UntrustedError or *CertificateExpiredError for a peer that is not
 // trusted; *NotTrustedByPeerError for a peer that does not trust us;
@@ -60,6 +63,9 @@ const probeTimeout = 5 * time.Second
 // (docs/protocol.md, contract 3); a peer that predates it (contract 2)
 // cannot tell us, and its refusal shows only at the first Read.
 func (h *Handler) Dial(ctx context.Context, peer jid.JID, opts ...DialOption) (*Conn, error) {
+	if peer.Resourcepart() == "" {
+		return h.dialBare(ctx, peer, opts...)
+	}
 	var o dialConfig
 	for _, opt := range opts {
 		opt(&o)
@@ -99,10 +105,22 @@ func (h *Handler) dialError(ctx context.Context, peer jid.JID, err error) error 
 			return fmt.Errorf("xtls: dial %s: %w: %w", peer, ErrRefused, pe.Err)
 		}
 	}
+	if unreachable(err) {
+		return fmt.Errorf("xtls: dial %s: %w: %w", peer, ErrPeerUnavailable, err)
+	}
 	if policyViolation(err) {
 		err = &PolicyError{Err: err}
 	}
 	return fmt.Errorf("xtls: dial %s: %w", peer, err)
+}
+
+// unreachable reports an IQ error by which a server says that it could
+// not reach the peer's server (remote-server-not-found), or gave up waiting
+// for it (remote-server-timeout, which the transport retried first).
+func unreachable(err error) bool {
+	var se stanza.Error
+	return errors.As(err, &se) &&
+		(se.Condition == stanza.RemoteServerNotFound || se.Condition == stanza.RemoteServerTimeout)
 }
 
 // probe tells why a start was answered service-unavailable: a peer that

@@ -4,8 +4,8 @@
 // between route them but can neither read nor alter them.
 //
 // A Handler serves one mellium session. Register it in the session's mux
-// (with disco, to advertise the feature), then Dial a peer's full JID or
-// Listen for tunnels the peer opens:
+// (with disco, to advertise the feature), then Dial a peer's full JID, or
+// its bare JID if it is a contact, or Listen for tunnels the peer opens:
 //
 //	h := xtls.NewHandler(session, &xtls.Config{
 //		Certificate:     cert, // from xtls.GenerateCertificate
@@ -14,9 +14,16 @@
 //	})
 //	go session.Serve(mux.New(stanza.NSClient, disco.Handle(), h.Handle()))
 //
-//	conn, err := h.Dial(ctx, bob) // bob is a full JID
+//	h.SendPresence(ctx, stanza.Presence{}, nil) // available, with caps (XEP-0115)
+//
+//	conn, err := h.Dial(ctx, bob) // bob@example.org/laptop, or bob@example.org
 //	// conn is a TLS connection: Read, Write, Close, deadlines;
 //	// conn.State() says who is on the other end and how that was decided.
+//
+// For a bare JID, Dial picks among the resources whose presence the
+// session received (see Resolve): those that advertise XTLS in their
+// entity capabilities or disco#info, by presence priority, then recency.
+// With none it fails with ErrPeerOffline or ErrNoXTLSClient.
 //
 // The initiator of a tunnel is the TLS client and the responder the TLS
 // server; the responder requires a client certificate, so both ends are

@@ -17,7 +17,9 @@ var (
 	// does not implement the tunnel method).
 	ErrNotSupported = errors.New("xtls: peer does not support XTLS")
 	// ErrPeerUnavailable: the peer's full JID did not answer: it is offline,
-	// or answers neither the start nor disco#info.
+	// or answers neither the start nor disco#info, or a server on the way
+	// could not reach the peer's server (remote-server-not-found,
+	// remote-server-timeout).
 	ErrPeerUnavailable = errors.New("xtls: peer unavailable")
 	// ErrRefused: the peer refused the tunnel (not-acceptable, forbidden,
 	// not-allowed or not-authorized).

@@ -28,7 +28,8 @@ type Handler struct {
 
 	clientTLS, serverTLS *tls.Config
 
-	pairs pairState // failed pairings per peer and code
+	pairs pairState     // failed pairings per peer and code
+	pres  presenceTable // contacts' resources, for Dial to a bare JID
 
 	mu     sync.Mutex
 	ln     *Listener
@@ -66,9 +67,16 @@ func NewHandler(s *xmpp.Session, cfg *Config) *Handler {
 
 // Handle returns a mux option that registers the Handler for the XTLS IQs.
 // Include disco.Handle() in the same mux and the feature urn:xmpp:xtls:0 is
-// advertised.
+// advertised. It also registers handlers for available and unavailable
+// presence with any payload (so the application cannot register those
+// patterns; a handler it registers for a specific payload hides presences
+// that carry nothing else): the Handler tracks its contacts' resources for
+// Dial to a bare JID, and answers disco#info for its caps node (see Caps).
 func (h *Handler) Handle() mux.Option {
-	return transport.HandleWith(iqHandler{h})
+	return func(m *mux.ServeMux) {
+		transport.HandleWith(iqHandler{h})(m)
+		h.handlePresence(m)
+	}
 }
 
 // iqHandler passes the XTLS IQs to the transport and advertises the disco

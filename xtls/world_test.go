@@ -73,8 +73,9 @@ func (w *world) joinWith(addr string, cfg xtls.Config, noXTLS bool) *node {
 		n.h = xtls.NewHandler(s, &cfg)
 		opts = append(opts, n.h.Handle())
 	}
+	m := mux.New(stanza.NSClient, opts...) // before Serve runs: Caps hashes the mux
 	go func() {
-		err := s.Serve(mux.New(stanza.NSClient, opts...))
+		err := s.Serve(m)
 		if n.h != nil {
 			n.h.SessionEnded(err)
 		}
@@ -128,8 +129,9 @@ func (w *world) node(addr string) (*node, error) {
 	n := &node{addr: j, s: s, served: make(chan error, 1)}
 	n.cfg = xtls.Config{Certificate: c, Pins: xtls.NewMemPinStore(), TrustOnFirstUse: true}
 	n.h = xtls.NewHandler(s, &n.cfg)
+	m := mux.New(stanza.NSClient, disco.Handle(), n.h.Handle())
 	go func() {
-		err := s.Serve(mux.New(stanza.NSClient, disco.Handle(), n.h.Handle()))
+		err := s.Serve(m)
 		n.h.SessionEnded(err)
 		n.served <- err
 	}()

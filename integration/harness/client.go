@@ -9,6 +9,8 @@ import (
 	"mellium.im/sasl"
 	"mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
+
+	"github.com/xmppxtls/xtls/bind"
 )
 
 // JID returns the bare JID local@Domain().
@@ -23,8 +25,9 @@ func (s *Server) JID(local string) (jid.JID, error) {
 // Connect logs local@Domain() in the way a real client does: a TCP
 // connection to 127.0.0.1:C2SPort(), STARTTLS (required) with the server's
 // certificate verified against the test CA, SASL with SCRAM-SHA-256,
-// SCRAM-SHA-1 or PLAIN, and resource binding. The server assigns the resource:
-// the bound full JID is the session's LocalAddr().
+// SCRAM-SHA-1 or PLAIN, and resource binding (bind.Resource). The server
+// assigns the resource: the bound full JID is the session's LocalAddr().
+// [Server.ConnectResource] asks for a resource instead.
 //
 // No -PLUS (channel-binding) mechanism is offered: ejabberd rejects mellium's
 // channel binding under TLS 1.3 ("Invalid channel binding").
@@ -47,6 +50,18 @@ func (s *Server) ConnectWrapped(ctx context.Context, local, password string, wra
 // ConnectVia is ConnectWrapped through another TCP address that leads to
 // the server's client port (a latency proxy, say).
 func (s *Server) ConnectVia(ctx context.Context, via, local, password string, wrap func(net.Conn) net.Conn) (*xmpp.Session, error) {
+	return s.connect(ctx, via, local, "", password, wrap)
+}
+
+// ConnectResource is Connect binding the given resource: the session's
+// LocalAddr() is local@Domain()/resource, or it fails with the
+// *bind.Error that says what the server did instead (opts may ask for
+// bind.Fallback).
+func (s *Server) ConnectResource(ctx context.Context, local, resource, password string, opts ...bind.Option) (*xmpp.Session, error) {
+	return s.connect(ctx, s.Addr(), local, resource, password, nil, opts...)
+}
+
+func (s *Server) connect(ctx context.Context, via, local, resource, password string, wrap func(net.Conn) net.Conn, opts ...bind.Option) (*xmpp.Session, error) {
 	addr, err := s.JID(local)
 	if err != nil {
 		return nil, err
@@ -66,7 +81,7 @@ func (s *Server) ConnectVia(ctx context.Context, via, local, password string, wr
 			MinVersion: tls.VersionTLS12,
 		}),
 		xmpp.SASL("", password, sasl.ScramSha256, sasl.ScramSha1, sasl.Plain),
-		xmpp.BindResource(),
+		bind.Resource(resource, opts...),
 	)
 	if err != nil {
 		conn.Close()

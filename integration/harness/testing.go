@@ -106,9 +106,26 @@ func (c *Client) Err() error { return c.err }
 // does not answer within 5 s) and closes the connection.
 func ConnectT(t testing.TB, s *Server, local, password string, h xmpp.Handler) *Client {
 	t.Helper()
+	return connectT(t, s, h, func(ctx context.Context) (*xmpp.Session, error) {
+		return s.Connect(ctx, local, password)
+	})
+}
+
+// ConnectResourceT is [ConnectT] binding the given resource (see
+// [Server.ConnectResource]): the Client's LocalAddr() is
+// local@s.Domain()/resource.
+func ConnectResourceT(t testing.TB, s *Server, local, resource, password string, h xmpp.Handler) *Client {
+	t.Helper()
+	return connectT(t, s, h, func(ctx context.Context) (*xmpp.Session, error) {
+		return s.ConnectResource(ctx, local, resource, password)
+	})
+}
+
+func connectT(t testing.TB, s *Server, h xmpp.Handler, connect func(context.Context) (*xmpp.Session, error)) *Client {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	session, err := s.Connect(ctx, local, password)
+	session, err := connect(ctx)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, s.Log())
 	}

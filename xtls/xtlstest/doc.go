@@ -7,7 +7,10 @@
 // that behaves like a server: it stamps 'from' with the sender's full JID,
 // delivers by 'to', answers IQ requests to addresses that are not connected
 // with service-unavailable, and keeps the order of the stanzas between two
-// sessions. Faults are injected deterministically: Latency, Drop,
+// sessions. It routes presence as a server does for contacts, who are
+// named with Contacts or AllContacts: broadcasts, initial presence and the
+// stored presence of the contacts in answer, unavailable presence for a
+// session that ends. Faults are injected deterministically: Latency, Drop,
 // WaitErrors, Duplicate, Reorder, Bandwidth and MaxStanzaSize, selected with
 // a FaultFilter, observed with Trace, redirected with Intercept, and changed
 // while the network runs with SetFaults. Everything blocks on channels and

@@ -44,6 +44,8 @@ type Network struct {
 
 	traceMu sync.Mutex
 	stats   counters
+
+	presMu sync.Mutex // the presence of every session: session.avail
 }
 
 // NewNetwork returns a network configured by opts. Without options it is a

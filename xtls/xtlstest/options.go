@@ -58,6 +58,7 @@ type config struct {
 	intercept         func(Stanza) (jid.JID, bool)
 	c2sBuf            int
 	serverName        string
+	contacts          func(user, contact jid.JID) bool
 	hasFaults         bool
 	hasRandomDecision bool
 }

@@ -90,6 +90,9 @@ func (s *session) route(cfg *config, h stanzaHeader, raw []byte, tagLen int) {
 		}
 	}
 
+	if h.name == "presence" && dest == nil && !intercepted && s.routePresence(cfg, st, to == "") {
+		return
+	}
 	request := st.IsRequest()
 	if dest == nil {
 		switch {
@@ -110,6 +113,15 @@ func (s *session) route(cfg *config, h stanzaHeader, raw []byte, tagLen int) {
 		return
 	}
 
+	s.deliver(cfg, st, dest)
+}
+
+// deliver queues the stanza st, read from s, for dest: after the latency,
+// in order on the link from s to dest, with the faults the FaultFilter
+// selects.
+func (s *session) deliver(cfg *config, st Stanza, dest *session) {
+	n := s.n
+	request, to, id := st.IsRequest(), st.To.String(), st.ID
 	l := s.link(cfg, dest)
 	now := time.Now()
 	at := now.Add(cfg.latency)

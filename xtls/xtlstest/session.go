@@ -42,6 +42,8 @@ type session struct {
 	burstStart time.Time        // read loop: Bandwidth shaper state
 	burstBytes int64
 	burstRate  int
+
+	avail []byte // under n.presMu: the last broadcast presence if available
 }
 
 func newSession(n *Network, addr jid.JID, sc sessionConfig, conn *pipeConn) *session {
@@ -69,6 +71,7 @@ func (s *session) kill(e *stream.Error) {
 	s.killOnce.Do(func() {
 		s.killErr = e
 		s.n.remove(s)
+		s.unavailable()
 		close(s.killc)
 		s.conn.SetReadDeadline(time.Now().Add(CloseTimeout))
 	})

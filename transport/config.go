@@ -14,7 +14,10 @@ type Config struct {
 	// element (4096 to 65535; default 65535).
 	BlockSize int
 	// Window is how many payload bytes this side buffers unread per tunnel:
-	// the credit it grants (BlockSize to 16 MiB; default 1 MiB).
+	// the credit it grants at first (BlockSize to 16 MiB; default 128
+	// KiB); auto-tuning grows it for a tunnel that is read fast (see
+	// MaxWindow). A new tunnel gets less when the memory budgets have less
+	// left, down to BlockSize or 16 KiB, whichever is larger.
 	Window int
 	// MaxWindow bounds auto-tuning: when the application reads a window
 	// in less than about two round trips, the window doubles, up to
@@ -127,7 +130,7 @@ func (c *Config) withDefaults() Config {
 	}
 	d.chunkSet = d.ChunkSize != 0
 	def(&d.BlockSize, xstanza.MaxBlockSize)
-	def(&d.Window, 1<<20)
+	def(&d.Window, 128<<10)
 	def(&d.MaxWindow, 8<<20)
 	def(&d.ChunkSize, 5120)
 	def(&d.MaxTunnels, 4096)

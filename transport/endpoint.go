@@ -224,10 +224,12 @@ func (e *Endpoint) Open(peer jid.JID, sid string) (*Conn, error) {
 		case e.tunnels[c.key] != nil:
 			err = ErrSIDInUse
 		default:
-			if lerr := e.admit(c.t.bare, c.t.window()); lerr != nil {
+			w, lerr := e.admit(c.t.bare)
+			if lerr != nil {
 				err = lerr
 				return
 			}
+			c.t.setWindow(w)
 			c.admitted = true
 			e.addTunnel(c, now)
 		}

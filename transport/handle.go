@@ -266,12 +266,14 @@ func (e *Endpoint) handleStart(iq stanza.IQ, t xmlstream.TokenReadEncoder, start
 			c = newConn(e, iq.From, st.SID, false)
 			old.t.fail(&CrossedError{Conn: c})
 			e.forget(old)
-			c.t.accept(st)
-			if lerr := e.admit(c.t.bare, c.t.window()); lerr != nil {
+			w, lerr := e.admit(c.t.bare)
+			if lerr != nil {
 				// Cannot happen: the crossed tunnel's slot was just freed.
 				refuse, text = &stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint}, lerr.Error()
 				return
 			}
+			c.t.setWindow(w)
+			c.t.accept(st)
 			c.admitted = true
 			e.addTunnel(c, now)
 			crossed = true
@@ -287,11 +289,13 @@ func (e *Endpoint) handleStart(iq stanza.IQ, t xmlstream.TokenReadEncoder, start
 			return
 		default:
 			c = newConn(e, iq.From, st.SID, false)
-			if lerr := e.admit(c.t.bare, c.t.window()); lerr != nil {
+			w, lerr := e.admit(c.t.bare)
+			if lerr != nil {
 				refuse, text = &stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint}, lerr.Error()
 				c = nil
 				return
 			}
+			c.t.setWindow(w)
 			c.admitted = true
 			accept = e.accept
 			c.t.accept(st)

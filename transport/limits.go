@@ -46,9 +46,11 @@ type peerUse struct {
 	mem     int
 }
 
-// admit reserves a tunnel slot and a window of w bytes for a tunnel with
-// the peer bare, or says which limit is reached.
-func (e *Endpoint) admit(bare string, w int) *LimitError {
+// admit reserves a tunnel slot and a window for a tunnel with the peer
+// bare: Config.Window, or what the budgets have left if that is less, but
+// not less than minWindow. It returns the window, or says which limit is
+// reached.
+func (e *Endpoint) admit(bare string) (int, *LimitError) {
 	l := &e.limits
 	if l.peers == nil {
 		l.peers = make(map[string]*peerUse)
@@ -57,22 +59,31 @@ func (e *Endpoint) admit(bare string, w int) *LimitError {
 	if p == nil {
 		p = &peerUse{}
 	}
+	w := min(e.cfg.Window, e.cfg.MemoryBudget-l.mem, e.cfg.PeerMemoryBudget-p.mem)
 	switch {
 	case len(e.tunnels) >= e.cfg.MaxTunnels:
-		return &LimitError{Limit: "MaxTunnels"}
+		return 0, &LimitError{Limit: "MaxTunnels"}
 	case p.tunnels >= e.cfg.MaxTunnelsPerPeer:
-		return &LimitError{Limit: "MaxTunnelsPerPeer"}
-	case l.mem+w > e.cfg.MemoryBudget:
-		return &LimitError{Limit: "MemoryBudget"}
-	case p.mem+w > e.cfg.PeerMemoryBudget:
-		return &LimitError{Limit: "PeerMemoryBudget"}
+		return 0, &LimitError{Limit: "MaxTunnelsPerPeer"}
+	case w < e.minWindow() && e.cfg.MemoryBudget-l.mem < e.cfg.PeerMemoryBudget-p.mem:
+		return 0, &LimitError{Limit: "MemoryBudget"}
+	case w < e.minWindow():
+		return 0, &LimitError{Limit: "PeerMemoryBudget"}
 	}
 	l.peers[bare] = p
 	p.tunnels++
 	p.mem += w
 	l.mem += w
-	return nil
+	return w, nil
 }
+
+// minWindow is the smallest window a tunnel is given: at least a block,
+// and enough for a handshake's flight.
+func (e *Endpoint) minWindow() int { return max(e.cfg.BlockSize, min(e.cfg.Window, minWindow)) }
+
+// minWindow bounds a new tunnel's window from below when the budgets are
+// nearly spent.
+const minWindow = 16 << 10
 
 // grant reserves n more window bytes for a tunnel with the peer bare
 // (auto-tuning), if both budgets have them.

@@ -179,3 +179,17 @@ func TestFlush(t *testing.T) {
 		require.ErrorIs(t, c.Flush(context.Background()), stanza.Error{Condition: stanza.ItemNotFound})
 	})
 }
+
+// A new tunnel gets what the budget has left when that is less than
+// Config.Window, down to a minimum; below it the start is refused.
+func TestWindowFromWhatIsLeft(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, e := newFakeEndpoint(&Config{Window: 256 << 10, PeerMemoryBudget: 256<<10 + 64<<10 + 100})
+		t.Cleanup(func() { e.Close() })
+		e.SetAcceptFunc(func(*Conn) error { return nil })
+		for i, want := range []string{`window="262144"`, `window="65636"`, "resource-constraint"} {
+			resp := deliver(t, e, stanza.SetIQ, bobJID, encodeElem(xstanza.Start{SID: fmt.Sprintf("w%d", i), BlockSize: 4096, Window: 16384}))
+			require.Contains(t, resp, want, resp)
+		}
+	})
+}

@@ -159,6 +159,10 @@ func (t *tunnel) proceed() xstanza.Proceed {
 // window is the receive window the tunnel grants now.
 func (t *tunnel) window() int { return int(t.rflow.window) }
 
+// setWindow sets the window the tunnel starts with (what the receiver's
+// budgets granted), before it announces it.
+func (t *tunnel) setWindow(w int) { t.rflow.init(w, t.env.cfg.MaxWindow) }
+
 // startElement is the initiator's start.
 func (t *tunnel) startElement() xstanza.Start {
 	return xstanza.Start{SID: t.sid, BlockSize: t.blockSize, Window: int(t.rflow.window)}

@@ -53,7 +53,7 @@ func payloadOf(t *testing.T, s *sentIQ) []byte {
 func TestSenderFirstFlight(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f, _, c, start := initiator(t, &Config{ChunkSize: 65535})
-		require.Equal(t, xstanza.Start{SID: sid, BlockSize: 65535, Window: 1 << 20, Method: "x509"}, start.elem)
+		require.Equal(t, xstanza.Start{SID: sid, BlockSize: 65535, Window: 128 << 10, Method: "x509"}, start.elem)
 		// (proceed is sent below, after the first flight.)
 		msg := bytes.Repeat([]byte("h"), 5000)
 		done := make(chan struct{})

@@ -101,3 +101,40 @@ var conditions = map[string]bool{
 // ValidCondition reports whether s is one of the stanza error conditions of
 // RFC 6120 §8.3.3.
 func ValidCondition(s string) bool { return conditions[s] }
+
+// Reasons an abort may give (Close.Reason). A receiver shows an unknown
+// reason as it came; these it can put in words.
+const (
+	// ReasonApplication: the application aborted the tunnel.
+	ReasonApplication = "application"
+	// ReasonShutdown: the sender's program is shutting down (a signal, a
+	// user quitting).
+	ReasonShutdown = "shutdown"
+	// ReasonNotTrusted: the sender does not trust the receiver's
+	// certificate.
+	ReasonNotTrusted = "not-trusted"
+	// ReasonPairingFailed: pairing with a short code failed.
+	ReasonPairingFailed = "pairing-failed"
+	// ReasonTimeout: the sender gave up waiting (a handshake, a close).
+	ReasonTimeout = "timeout"
+	// ReasonPeerGone: the sender stopped hearing from the receiver.
+	ReasonPeerGone = "peer-gone"
+)
+
+// MaxReasonLen is the longest reason.
+const MaxReasonLen = 32
+
+// ValidReason reports whether s is a well-formed reason: 1 to MaxReasonLen
+// characters from [a-z0-9-].
+func ValidReason(s string) bool {
+	if len(s) == 0 || len(s) > MaxReasonLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

@@ -45,6 +45,11 @@ type Credit struct {
 type Close struct {
 	SID   string
 	Error string
+	// Reason says, with an abort (Error set), why in terms a user
+	// understands: a token of 1 to 32 characters from [a-z0-9-], one of
+	// the Reason constants or another one (contract 3, optional; a
+	// receiver that does not know the attribute ignores it).
+	Reason string
 }
 
 // Closed acknowledges a Close; it travels in the IQ-result.
@@ -136,6 +141,9 @@ func (c Close) StartElement() xml.StartElement {
 	a := []xml.Attr{attr("sid", c.SID)}
 	if c.Error != "" {
 		a = append(a, attr("error", c.Error))
+		if c.Reason != "" {
+			a = append(a, attr("reason", c.Reason))
+		}
 	}
 	return xml.StartElement{Name: name("close"), Attr: a}
 }
@@ -270,9 +278,9 @@ func DecodeClose(start *xml.StartElement, r xml.TokenReader) (Close, error) {
 	if err := checkName(start, "close"); err != nil {
 		return Close{}, err
 	}
-	names := []string{"sid", "error"}
-	var vals [2]string
-	var found [2]bool
+	names := []string{"sid", "error", "reason"}
+	var vals [3]string
+	var found [3]bool
 	if err := scanAttrs("close", start, names, vals[:], found[:]); err != nil {
 		return Close{}, err
 	}
@@ -285,10 +293,17 @@ func DecodeClose(start *xml.StartElement, r xml.TokenReader) (Close, error) {
 	if found[1] && !ValidCondition(vals[1]) {
 		return Close{}, attrErr("close", "error", vals[1], ErrSyntax)
 	}
+	if found[2] && !ValidReason(vals[2]) {
+		return Close{}, attrErr("close", "reason", vals[2], ErrSyntax)
+	}
 	if err := skipEmpty("close", r); err != nil {
 		return Close{}, err
 	}
-	return Close{SID: vals[0], Error: vals[1]}, nil
+	c := Close{SID: vals[0], Error: vals[1]}
+	if c.Error != "" {
+		c.Reason = vals[2] // without an abort, a reason means nothing
+	}
+	return c, nil
 }
 
 // DecodeClosed decodes a closed element (see DecodeStart for r).

@@ -121,6 +121,12 @@ var rejects = [...]struct {
 	49: {`<close xmlns='urn:xmpp:xtls:0' sid='a'><bad-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></close>`, stanza.ErrContent},
 	50: {`<closed xmlns='urn:xmpp:xtls:0' sid='a' sid='a'/>`, stanza.ErrDuplicateAttr},
 	51: {`<proceed xmlns='urn:xmpp:xtls:0' sid='a' block-size='4096'/>`, stanza.ErrMissingAttr},
+	// Abort reasons: a token, or nothing.
+	52: {`<close xmlns='urn:xmpp:xtls:0' sid='a' error='gone' reason=''/>`, stanza.ErrSyntax},
+	53: {`<close xmlns='urn:xmpp:xtls:0' sid='a' error='gone' reason='Shutdown'/>`, stanza.ErrSyntax},
+	54: {`<close xmlns='urn:xmpp:xtls:0' sid='a' error='gone' reason='shut down'/>`, stanza.ErrSyntax},
+	55: {`<close xmlns='urn:xmpp:xtls:0' sid='a' error='gone' reason='aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'/>`, stanza.ErrSyntax},
+	56: {`<close xmlns='urn:xmpp:xtls:0' sid='a' error='gone' reason='shutdown' reason='shutdown'/>`, stanza.ErrDuplicateAttr},
 }
 
 func TestRejects(t *testing.T) {
@@ -149,6 +155,9 @@ func TestAccepts(t *testing.T) {
 		</data>`, stanza.Data{SID: "a", Seq: 1, Payload: []byte("hello world")}},
 		2: {`<close xmlns='urn:xmpp:xtls:0' sid='a'>  </close>`, stanza.Close{SID: "a"}},
 		3: {`<data xmlns='urn:xmpp:xtls:0' sid='a' seq='2'>AA&#x3D;=</data>`, stanza.Data{SID: "a", Seq: 2, Payload: []byte{0}}},
+		4: {`<close xmlns='urn:xmpp:xtls:0' sid='a' error='gone' reason='shutdown'/>`, stanza.Close{SID: "a", Error: "gone", Reason: "shutdown"}},
+		5: {`<close xmlns='urn:xmpp:xtls:0' sid='a' error='gone' reason='some-future-reason-2'/>`, stanza.Close{SID: "a", Error: "gone", Reason: "some-future-reason-2"}},
+		6: {`<close xmlns='urn:xmpp:xtls:0' sid='a' reason='shutdown'/>`, stanza.Close{SID: "a"}}, // no abort: ignored
 	} {
 		t.Run(strconv.Itoa(i), func(t *testing.T) {
 			got, err := decode(tc.in)

@@ -95,6 +95,17 @@ type Config struct {
 	// CloseTimeout bounds how long Close waits for queued data to be
 	// acknowledged and the close to be answered (default 15 s).
 	CloseTimeout time.Duration
+	// KeepAlive is how long an open tunnel may hear nothing from its peer
+	// (no element, no answer) before it asks whether the peer is there: a
+	// credit element the peer already has, which costs one small IQ each
+	// way (default 30 s; negative turns keep-alive off). Traffic that flows
+	// is proof of life: a busy tunnel never probes.
+	KeepAlive time.Duration
+	// KeepAliveTimeout is how much longer it waits, after KeepAlive, before
+	// it gives the peer up: Read and Write fail with a *PeerGoneError
+	// (ErrPeerGone) and the peer, if it is there after all, gets an abort
+	// saying so (default 30 s: a vanished peer is noticed within a minute).
+	KeepAliveTimeout time.Duration
 	// Linger is how long a tunnel closed by Close is remembered so that the
 	// peer's own close is still answered (default 2 min).
 	Linger time.Duration
@@ -145,6 +156,8 @@ func (c *Config) withDefaults() Config {
 	defd(&d.CloseTimeout, 15*time.Second)
 	defd(&d.Linger, 2*time.Minute)
 	defd(&d.QueueTarget, 5*time.Millisecond)
+	defd(&d.KeepAlive, 30*time.Second)
+	defd(&d.KeepAliveTimeout, 30*time.Second)
 	d.BlockSize = clamp(d.BlockSize, xstanza.MinBlockSize, xstanza.MaxBlockSize)
 	d.Window = clamp(d.Window, d.BlockSize, xstanza.MaxWindow)
 	d.MaxWindow = clamp(d.MaxWindow, d.Window, xstanza.MaxWindow)

@@ -8,6 +8,8 @@ import (
 
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
+
+	xstanza "github.com/xmppxtls/xtls/stanza"
 )
 
 // Addr is the address of one end of a tunnel: a full JID.
@@ -294,6 +296,20 @@ func (c *Conn) Flush(ctx context.Context) error {
 func (c *Conn) Abort(cond stanza.Condition, reason string) {
 	c.ep.call(func(time.Time) {
 		c.t.abort(cond, reason)
+		c.ep.markDirty(c)
+	})
+}
+
+// AbortBecause is Abort with why, a reason the peer learns: one of
+// xtls/stanza's Reason constants (ReasonShutdown when the program is
+// quitting, say) or another token of [a-z0-9-]. The peer's Read and Write
+// fail with an *AbortError whose Why it is, and say it in words.
+func (c *Conn) AbortBecause(cond stanza.Condition, why, detail string) {
+	if !xstanza.ValidReason(why) {
+		why = ""
+	}
+	c.ep.call(func(time.Time) {
+		c.t.abortBecause(cond, why, detail, nil)
 		c.ep.markDirty(c)
 	})
 }

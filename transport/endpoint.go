@@ -280,6 +280,23 @@ func (e *Endpoint) Close() error {
 	return nil
 }
 
+// PeerGone tells the Endpoint that peer is gone: its presence became
+// unavailable, say. Its tunnels (with a bare JID: those with any of its
+// resources) fail at once with a *PeerGoneError saying why, instead of
+// when their keep-alive notices.
+func (e *Endpoint) PeerGone(peer jid.JID, why string) {
+	p := peer.String()
+	bare := peer.Resourcepart() == ""
+	e.call(func(time.Time) {
+		for k, c := range e.tunnels {
+			if k.peer == p || bare && c.t.bare == p {
+				c.t.fail(&PeerGoneError{Why: why})
+				e.markDirty(c)
+			}
+		}
+	})
+}
+
 // SessionEnded tells the Endpoint that its session's Serve loop has
 // returned (err is what it returned): every tunnel fails at once with an
 // error wrapping ErrSessionClosed, instead of when the watcher notices.

@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 
 	"mellium.im/xmpp/stanza"
+
+	xstanza "github.com/xmppxtls/xtls/stanza"
 )
 
 // Errors returned by the transport. Errors that a peer or a server sent come
@@ -31,12 +34,20 @@ var (
 type AbortError struct {
 	Condition stanza.Condition
 	Remote    bool
-	// Reason says why this side aborted (empty for a remote abort).
+	// Reason says why this side aborted, for our own logs (empty for a
+	// remote abort).
 	Reason string
+	// Why is the reason the abort carried on the wire (the close
+	// element's reason: xtls/stanza's Reason constants, or another
+	// token), if any: the peer's for a remote abort, ours otherwise.
+	Why string
 }
 
 func (e *AbortError) Error() string {
 	if e.Remote {
+		if e.Why != "" {
+			return "xtls/transport: the peer aborted the tunnel: " + reasonText(e.Why) + " (" + string(e.Condition) + ")"
+		}
 		return "xtls/transport: tunnel aborted by peer: " + string(e.Condition)
 	}
 	s := "xtls/transport: tunnel aborted: " + string(e.Condition)
@@ -44,6 +55,25 @@ func (e *AbortError) Error() string {
 		s += ": " + e.Reason
 	}
 	return s
+}
+
+// reasonText puts an abort's reason in words, as the peer's.
+func reasonText(why string) string {
+	switch why {
+	case xstanza.ReasonApplication:
+		return "its application aborted"
+	case xstanza.ReasonShutdown:
+		return "it is shutting down"
+	case xstanza.ReasonNotTrusted:
+		return "it does not trust our certificate"
+	case xstanza.ReasonPairingFailed:
+		return "pairing failed"
+	case xstanza.ReasonTimeout:
+		return "it gave up waiting"
+	case xstanza.ReasonPeerGone:
+		return "it stopped hearing from us"
+	}
+	return "reason " + strconv.Quote(why)
 }
 
 // Is lets errors.Is match an AbortError against a stanza.Error with the same
@@ -83,10 +113,42 @@ type PeerError struct {
 
 func (e *PeerError) Error() string {
 	s := fmt.Sprintf("xtls/transport: %s rejected: %s", e.Element, e.Err.Condition)
+	switch {
+	case e.gone():
+		s = fmt.Sprintf("xtls/transport: the peer went away (%s rejected: %s)", e.Element, e.Err.Condition)
+	case e.closed():
+		s = fmt.Sprintf("xtls/transport: the peer closed the tunnel (%s rejected: %s)", e.Element, e.Err.Condition)
+	}
 	if t := e.Err.Error(); t != string(e.Err.Condition) {
 		s += " (" + t + ")"
 	}
 	return s
+}
+
+// gone reports whether the error says the peer is no longer there: its
+// server answers for it that it is unavailable or unreachable.
+func (e *PeerError) gone() bool {
+	if e.Element == "start" {
+		return false
+	}
+	switch e.Err.Condition {
+	case stanza.ServiceUnavailable, stanza.RecipientUnavailable, stanza.RemoteServerNotFound, stanza.RemoteServerTimeout:
+		return true
+	}
+	return false
+}
+
+// closed reports whether the error says the peer closed the tunnel and
+// refuses what we send: item-not-found to an element of an open tunnel.
+func (e *PeerError) closed() bool {
+	return e.Element != "start" && e.Err.Condition == stanza.ItemNotFound
+}
+
+// Is matches ErrPeerGone when the peer's server answered that the peer is
+// gone, and ErrPeerClosed when the peer refused an element of a tunnel it
+// closed.
+func (e *PeerError) Is(target error) bool {
+	return target == ErrPeerGone && e.gone() || target == ErrPeerClosed && e.closed()
 }
 
 // Unwrap returns the stanza.Error.
@@ -107,6 +169,30 @@ func (e *RetryError) Error() string {
 
 // Unwrap returns the last cause.
 func (e *RetryError) Unwrap() error { return e.Last }
+
+// ErrPeerGone is matched by the errors that say the peer is no longer
+// there: it fell silent for longer than the keep-alive allows
+// (*PeerGoneError), its presence became unavailable, or its server answers
+// that it is unavailable or unreachable (a *PeerError).
+var ErrPeerGone = errors.New("xtls/transport: the peer went away")
+
+// ErrPeerClosed is matched by a *PeerError that says the peer closed the
+// tunnel: it no longer reads, and refused what we sent with item-not-found.
+var ErrPeerClosed = errors.New("xtls/transport: the peer closed the tunnel")
+
+// PeerGoneError reports a tunnel whose peer went away without a word in
+// the tunnel: it answered nothing for longer than Config.KeepAlive and
+// KeepAliveTimeout together, or the application said it is gone
+// (Endpoint.PeerGone: its presence became unavailable, say).
+type PeerGoneError struct {
+	// Why says how it was noticed.
+	Why string
+}
+
+func (e *PeerGoneError) Error() string { return "xtls/transport: the peer went away: " + e.Why }
+
+// Is matches ErrPeerGone.
+func (e *PeerGoneError) Is(target error) bool { return target == ErrPeerGone }
 
 // ErrAckTimeout is the cause recorded when an IQ's result does not come
 // within the acknowledgement timeout.

@@ -115,6 +115,9 @@ func (e *Endpoint) element(iq stanza.IQ, name, sid string, verdict func(c *Conn,
 			return
 		}
 		found = true
+		if !c.t.opening() {
+			c.t.heard(now)
+		}
 		r, why = verdict(c, now)
 		if c.t.finishPending {
 			finish = c
@@ -192,7 +195,7 @@ func (e *Endpoint) handleClose(iq stanza.IQ, t xmlstream.TokenReadEncoder, start
 	}
 	cl, err := xstanza.DecodeClose(start, t)
 	c, r, why := e.element(iq, "close", sid, func(c *Conn, now time.Time) (reply, string) {
-		return c.t.onClose(stanza.Condition(cl.Error), err)
+		return c.t.onClose(stanza.Condition(cl.Error), cl.Reason, err)
 	})
 	if r == replyAck {
 		e.answer(iq, t, xstanza.Closed{SID: sid}.TokenReader())

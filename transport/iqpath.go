@@ -271,7 +271,7 @@ func (p *iqPath) send(c *Conn, f *flight, now time.Time) {
 	case kClose:
 		o.elem = xstanza.Close{SID: t.sid}.TokenReader()
 	case kAbort:
-		o.elem = xstanza.Close{SID: t.sid, Error: string(f.cond)}.TokenReader()
+		o.elem = xstanza.Close{SID: t.sid, Error: string(f.cond), Reason: f.why}.TokenReader()
 	}
 	if f.kind != kAbort {
 		p.remember(o.id, o.att, now)
@@ -456,6 +456,7 @@ func (p *iqPath) answer(a *answer, now time.Time) {
 		return
 	}
 	delete(p.pending, a.id)
+	c.t.heard(now)
 	sentAt := att.written
 	if sentAt.IsZero() {
 		sentAt = att.handedAt

@@ -208,6 +208,7 @@ func (e *Endpoint) progressWrite(c *Conn, w *ioReq) {
 // addTunnel makes c known to the Endpoint.
 func (e *Endpoint) addTunnel(c *Conn, now time.Time) {
 	e.tunnels[c.key] = c
+	c.t.heard(now)
 	e.markDirty(c)
 	if _, ok := e.sess.(sessionState); ok && e.watchAt.IsZero() {
 		e.watchAt = now.Add(watchInterval)

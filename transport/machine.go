@@ -2,6 +2,7 @@ package transport
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -54,6 +55,7 @@ type tunnel struct {
 	closeSent     bool
 	closeAcked    bool
 	abortCond     stanza.Condition
+	abortWhy      string // the reason the abort carries (xtls/stanza's Reason constants)
 	abortSent     bool
 	creditDue     bool
 	closeCalled   bool
@@ -64,6 +66,13 @@ type tunnel struct {
 	deferred      []*flight // data refused while opening, sent again once established
 	pendingErr    error     // a data error while opening, applied once established
 	rtt           rttEstimator
+	// lastHeard is when the peer last sent us anything: an element or an
+	// answer. A tunnel that hears nothing for Config.KeepAlive probes the
+	// peer, and one that hears nothing for KeepAlive and KeepAliveTimeout
+	// together fails with a *PeerGoneError.
+	lastHeard time.Time
+	probeDue  bool // a keep-alive probe is to be sent
+	probing   bool // one was sent since lastHeard
 
 	// Receive side.
 	rflow       recvFlow
@@ -119,6 +128,8 @@ type flight struct {
 	payload []byte
 	limit   uint64
 	cond    stanza.Condition
+	why     string // an abort's reason
+	probe   bool   // a keep-alive: a credit the peer already has
 	tries   int
 	// writtenAt is when its latest attempt left (zero while it waits to be
 	// sent again or written): its acknowledgement timeout counts from there.
@@ -337,6 +348,13 @@ func (t *tunnel) finishClose(now time.Time) error {
 // abort aborts both directions: the peer gets a close with cond, and Read
 // and Write fail with an *AbortError. reason is for our own error and logs.
 func (t *tunnel) abort(cond stanza.Condition, reason string) {
+	t.abortBecause(cond, "", reason, nil)
+}
+
+// abortBecause is abort with why, a reason the peer learns (the close
+// element's reason), and err, what Read and Write fail with if not an
+// *AbortError.
+func (t *tunnel) abortBecause(cond stanza.Condition, why, reason string, err error) {
 	if t.state == stGone || t.abortCond != "" {
 		return
 	}
@@ -344,9 +362,13 @@ func (t *tunnel) abort(cond stanza.Condition, reason string) {
 		t.startSent = true // never started: nothing to tell the peer
 	} else {
 		t.abortCond = cond
+		t.abortWhy = why
 	}
-	t.env.log.Info("xtls: tunnel aborted", "peer", t.peer, "sid", t.sid, "condition", cond, "reason", reason)
-	t.fail(&AbortError{Condition: cond, Reason: reason})
+	t.env.log.Info("xtls: tunnel aborted", "peer", t.peer, "sid", t.sid, "condition", cond, "why", why, "reason", reason)
+	if err == nil {
+		err = &AbortError{Condition: cond, Reason: reason, Why: why}
+	}
+	t.fail(err)
 }
 
 // fail ends the tunnel with err, if it has not ended.
@@ -429,9 +451,30 @@ func (t *tunnel) deadline() time.Time {
 		if !t.closeFrom.IsZero() && !t.closeDone() {
 			at(t.laterOfProgress(t.closeFrom).Add(t.env.cfg.CloseTimeout))
 		}
+		if t.keepingAlive() {
+			if !t.probing {
+				at(t.lastHeard.Add(t.env.cfg.KeepAlive))
+			}
+			at(t.lastHeard.Add(t.env.cfg.KeepAlive + t.env.cfg.KeepAliveTimeout))
+		}
 	}
 	at(t.lingerUntil)
 	return d
+}
+
+// keepingAlive reports whether the tunnel checks that its peer is there:
+// it is open, not closed on our side, and keep-alive is on.
+func (t *tunnel) keepingAlive() bool {
+	return t.env.cfg.KeepAlive > 0 && t.state == stOpen && !t.readStopped && !t.held && !t.lastHeard.IsZero()
+}
+
+// heard records that the peer sent us something at now: proof of life.
+func (t *tunnel) heard(now time.Time) {
+	if now.After(t.lastHeard) {
+		t.lastHeard = now
+	}
+	t.probing = false
+	t.probeDue = false
 }
 
 // laterOfProgress returns the later of x and the path's last answer.
@@ -456,8 +499,21 @@ func (t *tunnel) onTimer(now time.Time) {
 		!now.Before(t.laterOfProgress(t.closeFrom).Add(t.env.cfg.CloseTimeout)) {
 		// A slow path that is still delivering gets more time: the bound is
 		// on the time without progress.
-		t.abort(stanza.ResourceConstraint, "close timed out with data unacknowledged")
+		t.abortBecause(stanza.ResourceConstraint, xstanza.ReasonTimeout, "close timed out with data unacknowledged", nil)
 		return
+	}
+	if t.keepingAlive() {
+		silent := now.Sub(t.lastHeard)
+		switch {
+		case silent >= t.env.cfg.KeepAlive+t.env.cfg.KeepAliveTimeout:
+			// Nothing from the peer, not even an answer to a probe: it is
+			// gone. If it is not, the abort tells it why.
+			t.abortBecause(stanza.RemoteServerTimeout, xstanza.ReasonPeerGone, "peer silent",
+				&PeerGoneError{Why: fmt.Sprintf("nothing heard for %v", silent.Round(time.Second))})
+			return
+		case silent >= t.env.cfg.KeepAlive && !t.probing:
+			t.probeDue = true
+		}
 	}
 	var late []*flight
 	for s := t.oldest; t.nUnacked > 0 && s != t.nextSeq; s++ {

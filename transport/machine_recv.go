@@ -108,15 +108,15 @@ func (t *tunnel) onCredit(limit uint64, malformed error) (reply, string) {
 // both directions; without, the peer's direction ends (EOF once the buffer
 // is read), and the tunnel is gone, once the answer is written
 // (finishPending), if ours has ended too.
-func (t *tunnel) onClose(cond stanza.Condition, malformed error) (reply, string) {
+func (t *tunnel) onClose(cond stanza.Condition, why string, malformed error) (reply, string) {
 	switch {
 	case t.state == stGone || t.opening():
 		return replyNotFound, ""
 	case malformed != nil:
 		return t.violation(malformed.Error())
 	case cond != "":
-		t.env.log.Info("xtls: tunnel aborted by peer", "peer", t.peer, "sid", t.sid, "condition", cond)
-		t.fail(&AbortError{Condition: cond, Remote: true})
+		t.env.log.Info("xtls: tunnel aborted by peer", "peer", t.peer, "sid", t.sid, "condition", cond, "why", why)
+		t.fail(&AbortError{Condition: cond, Remote: true, Why: why})
 		return replyAck, ""
 	case t.readStopped:
 		t.finishPending = true

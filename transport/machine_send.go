@@ -41,7 +41,7 @@ func (t *tunnel) pick(now time.Time, room int) *flight {
 		}
 		t.abortSent = true
 		// An abort is sent once and its answer does not matter.
-		return &flight{kind: kAbort, cond: t.abortCond}
+		return &flight{kind: kAbort, cond: t.abortCond, why: t.abortWhy}
 	}
 	if t.senderDone() {
 		return nil
@@ -54,7 +54,7 @@ func (t *tunnel) pick(now time.Time, room int) *flight {
 		f := t.retrans[i]
 		switch {
 		case f.settled:
-		case f.kind == kCredit && (f.limit < t.rflow.limit || t.peerClosed || t.readStopped):
+		case f.kind == kCredit && (f.probe || f.limit < t.rflow.limit || t.peerClosed || t.readStopped):
 			t.settle(f) // superseded: a higher limit has been sent
 		case now.Before(f.notBefore):
 			continue
@@ -64,6 +64,16 @@ func (t *tunnel) pick(now time.Time, room int) *flight {
 		}
 		t.retrans = slices.Delete(t.retrans, i, i+1)
 		i--
+	}
+	if t.probeDue && t.state == stOpen {
+		// A keep-alive: the limit the peer already has (a credit at or
+		// below one received is acknowledged and ignored, C5).
+		t.probeDue = false
+		t.probing = true
+		f := t.newCtrl(kCredit)
+		f.limit = t.rflow.limit
+		f.probe = true
+		return f
 	}
 	if t.creditDue && t.state == stOpen {
 		t.creditDue = false
@@ -99,7 +109,7 @@ func (t *tunnel) pending(now time.Time) (ctrl bool, data int) {
 	if t.senderDone() {
 		return false, 0
 	}
-	ctrl = t.initiator && !t.startSent || t.creditDue && t.state == stOpen || t.closeReady()
+	ctrl = t.initiator && !t.startSent || (t.creditDue || t.probeDue) && t.state == stOpen || t.closeReady()
 	for _, f := range t.retrans {
 		if !f.settled && !now.Before(f.notBefore) {
 			ctrl = true
@@ -344,6 +354,12 @@ func (t *tunnel) waitBackoff(f *flight) time.Duration {
 // may have created the tunnel.
 func (t *tunnel) retry(f *flight, cause error, backoff time.Duration, now time.Time) {
 	if f.kind == kAbort || f.settled || f.queued || t.state == stGone {
+		return
+	}
+	if f.probe {
+		// A keep-alive is not sent again: the silence it meets is
+		// counted (onTimer).
+		t.settle(f)
 		return
 	}
 	var se stanza.Error

@@ -339,7 +339,7 @@ func pairRun(t *testing.T, seed uint64, loss, dup float64, reorder bool) {
 		case kCredit:
 			r, _ = to.t.onCredit(w.limit, nil)
 		case kClose, kAbort:
-			r, _ = to.t.onClose(w.cond, nil)
+			r, _ = to.t.onClose(w.cond, "", nil)
 			to.t.answered()
 		}
 		if w.kind == kAbort {

@@ -169,7 +169,8 @@ func TestIQsWrittenWhole(t *testing.T) {
 // then stop waiting and nothing more is sent.
 func TestSenderLateAnswerCounts(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f, _, c, start := initiator(t, &Config{AckTimeout: 2 * time.Second})
+		// (No keep-alive: the minute of silence below would send one.)
+		f, _, c, start := initiator(t, &Config{AckTimeout: 2 * time.Second, KeepAlive: -1})
 		proceed(start, 4096, 65536)
 		_, err := c.Write([]byte("hello"))
 		require.NoError(t, err)
@@ -645,7 +646,7 @@ func TestCloseUnblocks(t *testing.T) {
 		t0 := time.Now()
 		ab := f.next(t)
 		require.Equal(t, 5*time.Second, time.Since(t0))
-		require.Equal(t, xstanza.Close{SID: sid, Error: "resource-constraint"}, ab.elem)
+		require.Equal(t, xstanza.Close{SID: sid, Error: "resource-constraint", Reason: xstanza.ReasonTimeout}, ab.elem)
 		err := <-closed
 		require.ErrorIs(t, err, stanza.Error{Condition: stanza.ResourceConstraint})
 		_ = e

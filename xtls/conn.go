@@ -13,6 +13,7 @@ import (
 
 	"mellium.im/xmpp/stanza"
 
+	xstanza "github.com/xmppxtls/xtls/stanza"
 	"github.com/xmppxtls/xtls/transport"
 )
 
@@ -306,6 +307,20 @@ func (c *Conn) SetWriteDeadline(t time.Time) error { return c.tls.SetWriteDeadli
 
 // ConnectionState returns crypto/tls's view of the connection.
 func (c *Conn) ConnectionState() tls.ConnectionState { return c.tls.ConnectionState() }
+
+// Abort ends the tunnel at once, both directions, without a TLS
+// close_notify, and tells the peer why: one of xtls/stanza's Reason
+// constants (ReasonShutdown when the program quits on a signal, say) or
+// another token of [a-z0-9-]. The peer's Read and Write fail with a
+// *transport.AbortError that says it in words ("the peer aborted the
+// tunnel: it is shutting down"). Use Close for an orderly end.
+func (c *Conn) Abort(why string) {
+	cond := stanza.UndefinedCondition
+	if why == xstanza.ReasonShutdown {
+		cond = stanza.Gone
+	}
+	c.raw.Conn.AbortBecause(cond, why, "aborted by the application: "+why)
+}
 
 // Tunnel returns the transport tunnel under the TLS connection; writing to
 // it directly would corrupt the TLS stream.

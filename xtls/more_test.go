@@ -13,6 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/nettest"
 
+	xstanza "github.com/xmppxtls/xtls/stanza"
+	"github.com/xmppxtls/xtls/transport"
 	"github.com/xmppxtls/xtls/xtls"
 	"github.com/xmppxtls/xtls/xtls/xtlstest"
 )
@@ -150,4 +152,23 @@ func TestTLSNetConn(t *testing.T) {
 	for _, name := range []string{"BasicIO", "PingPong", "RacyRead", "RacyWrite", "ReadTimeout", "WriteTimeout", "PresentTimeout", "CloseTimeout"} {
 		require.Contains(t, string(out), "--- PASS: TestTLSNetConn/"+name+" ", "%s", out)
 	}
+}
+
+// An abort says why, and the far end says it in words.
+func TestAbortSaysWhy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t)
+		a := w.join(aliceJID, xtls.Config{TrustOnFirstUse: true, Pins: xtls.NewMemPinStore()})
+		b := w.join(bobJID, xtls.Config{TrustOnFirstUse: true, Pins: xtls.NewMemPinStore()})
+		x, y, err := dialAccept(t, a, b)
+		require.NoError(t, err)
+		x.Abort(xstanza.ReasonShutdown)
+		_, err = y.Read(make([]byte, 1))
+		var ae *transport.AbortError
+		require.ErrorAs(t, err, &ae)
+		require.True(t, ae.Remote)
+		require.Equal(t, xstanza.ReasonShutdown, ae.Why)
+		require.Contains(t, err.Error(), "it is shutting down")
+		y.Close()
+	})
 }

@@ -260,6 +260,8 @@ func (u unavailHandler) HandlePresence(p stanza.Presence, _ xmlstream.TokenReadE
 		return nil
 	}
 	u.h.pres.remove(p.From)
+	// Its tunnels learn it now rather than when their keep-alive does.
+	u.h.ep.PeerGone(p.From, "its presence became unavailable")
 	return nil
 }
 

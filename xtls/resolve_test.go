@@ -19,6 +19,7 @@ import (
 	"mellium.im/xmpp/stanza"
 	"mellium.im/xmpp/stream"
 
+	"github.com/xmppxtls/xtls/transport"
 	"github.com/xmppxtls/xtls/xtls"
 	"github.com/xmppxtls/xtls/xtls/xtlstest"
 )
@@ -377,5 +378,26 @@ func TestCapsBeforeMux(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, "alice@example.net/two", res.String())
 		require.Zero(t, dc.count("alice@example.net/two"), "verified, cached")
+	})
+}
+
+// A contact's unavailable presence ends its tunnels at once, with an error
+// that says the peer went away, instead of when the keep-alive notices.
+func TestUnavailablePresenceEndsTunnels(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t, xtlstest.AllContacts())
+		a := w.join(aliceJID, tofu())
+		b := w.join(bobJID, tofu())
+		announce(t, a, 0)
+		announce(t, b, 0)
+		x, y, err := dialAccept(t, a, b)
+		require.NoError(t, err)
+		defer y.Close()
+		t0 := time.Now()
+		require.NoError(t, w.n.Disconnect(b.addr, stream.Error{}))
+		_, err = x.Read(make([]byte, 1))
+		require.ErrorIs(t, err, transport.ErrPeerGone)
+		require.Less(t, time.Since(t0), time.Second)
+		x.Close()
 	})
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"mellium.im/xmpp/stanza"
 )
 
 // Interrupted is the cause of a context that a signal ended.
@@ -47,3 +49,7 @@ func Why(ctx context.Context) error {
 	}
 	return errors.New("interrupted")
 }
+
+// AbortCondition is the condition with which the programs abort a tunnel
+// when interrupted (until the wire can carry a reason).
+const AbortCondition = stanza.Gone

@@ -198,7 +198,8 @@ func loginHint(ctx context.Context, err error, timeout time.Duration, addr jid.J
 		return "the server's certificate does not verify with the system's CAs: if the server has its own CA, give its PEM file with -ca FILE (or ca = FILE in the profile)"
 	case ctx.Err() != nil, errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
 		return fmt.Sprintf("no XMPP answer within %v (-timeout): is -server the client port of an XMPP server (usually 5222)?", timeout)
-	case errors.As(err, &syntax), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.As(err, &syntax), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		strings.Contains(err.Error(), "xmpp: unexpected"):
 		return "the server did not answer as an XMPP server: is -server the client port of an XMPP server (usually 5222)?"
 	case strings.Contains(err.Error(), "not-authorized"):
 		return "the server refused the account or the password"

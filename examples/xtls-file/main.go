@@ -108,8 +108,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -174,39 +172,21 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // parse parses the command line. It returns a non-negative exit status if
 // the program must stop (bad usage, or -help).
 func parse(args []string, stderr io.Writer) (*options, int) {
-	fs := flag.NewFlagSet("xtls-file", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var o options
-	o.Flags(fs)
+	p := cli.NewParser("xtls-file", `usage: xtls-file [flags] receive [-o DIR] [-yes] [-overwrite] [-from JID,...]
+       xtls-file [flags] send PEER_FULL_JID PATH...`, &o.Options, stderr)
 	var from string
-	fs.StringVar(&o.out, "o", ".", "receive: the `directory` to write into")
-	fs.BoolVar(&o.yes, "yes", false, "receive: say yes without asking, to a sender whose key is pinned")
-	fs.BoolVar(&o.overwrite, "overwrite", false, "receive: replace existing files that differ from those offered")
-	fs.StringVar(&from, "from", "", "receive: only these `accounts` (bare JIDs, comma-separated) may send")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: xtls-file [flags] receive [-o DIR] [-yes] [-overwrite] [-from JID,...]")
-		fmt.Fprintln(stderr, "       xtls-file [flags] send PEER_FULL_JID PATH...")
-		fs.PrintDefaults()
+	p.FS.StringVar(&o.out, "o", ".", "receive: the `directory` to write into")
+	p.FS.BoolVar(&o.yes, "yes", false, "receive: say yes without asking, to a sender whose key is pinned")
+	p.FS.BoolVar(&o.overwrite, "overwrite", false, "receive: replace existing files that differ from those offered")
+	p.FS.StringVar(&from, "from", "", "receive: only these `accounts` (bare JIDs, comma-separated) may send")
+	words, code := p.Parse(args, &o.Options)
+	if code >= 0 {
+		return nil, code
 	}
-	words, err := cli.ParseArgs(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, cli.ExitOK
-		}
-		return nil, cli.ExitUsage
-	}
-	usage := func(format string, a ...any) (*options, int) {
-		fmt.Fprintf(stderr, "xtls-file: "+format+"\n", a...)
-		fs.Usage()
-		return nil, cli.ExitUsage
-	}
-	if err := o.Resolve(); err != nil {
-		return usage("%v", err)
-	}
-	self, err := o.Self()
-	if err != nil {
-		return usage("%v", err)
-	}
+	usage := func(format string, a ...any) (*options, int) { return nil, p.Usagef(format, a...) }
+	self, _ := o.Self()
+	var err error
 	if len(words) == 0 {
 		return usage("say send or receive")
 	}

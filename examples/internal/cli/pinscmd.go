@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -23,29 +21,13 @@ const PinsUsage = `usage: xtls-pins [flags] list
 // returns the exit status. It lives here so that every program's tests
 // can run the command that the program's messages name.
 func RunPins(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("xtls-pins", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var o Options
-	o.Flags(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, PinsUsage)
-		fs.PrintDefaults()
+	p := NewParser("xtls-pins", PinsUsage, &o, stderr)
+	words, code := p.Parse(args, &o)
+	if code >= 0 {
+		return code
 	}
-	words, err := ParseArgs(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return ExitOK
-		}
-		return ExitUsage
-	}
-	usage := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "xtls-pins: "+format+"\n", a...)
-		fs.Usage()
-		return ExitUsage
-	}
-	if err := o.Resolve(); err != nil {
-		return usage("%v", err)
-	}
+	usage := p.Usagef
 	self, err := o.Self()
 	if err != nil {
 		return usage("%v", err)

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs what the test suite needs and the machine may lack: the Debian
-# packages of the XMPP servers the integration tests start on 127.0.0.1.
+# packages of the XMPP servers the integration tests start on 127.0.0.1,
+# and tmux for the terminal tests of the examples.
 # Idempotent: does nothing when everything is present.
 set -eu
 
@@ -11,6 +12,8 @@ lua5.4 -e 'require "lunbound"' >/dev/null 2>&1 || need="$need lua-unbound"
 command -v ejabberdctl >/dev/null 2>&1 || need="$need ejabberd"
 command -v erl >/dev/null 2>&1 || need="$need ejabberd"
 command -v openssl >/dev/null 2>&1 || need="$need openssl"
+# The chat's terminal test reads the screen of a real terminal emulator.
+command -v tmux >/dev/null 2>&1 || need="$need tmux"
 
 if [ -z "$need" ]; then
 	exit 0

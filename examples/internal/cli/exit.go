@@ -150,6 +150,10 @@ func RefusedOurKey(err error) bool {
 	return errors.As(err, &op) && op.Op == "remote error" && strings.Contains(op.Err.Error(), "bad certificate")
 }
 
+// PairingTries is how many wrong codes xtls takes before it refuses the
+// code (xtls.Config.PairingCode).
+const PairingTries = 3
+
 // PairingMessage says in words why pairing failed.
 func PairingMessage(e *xtls.PairingError) string {
 	bare := e.Peer.Bare()

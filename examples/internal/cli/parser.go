@@ -33,18 +33,29 @@ func NewParser(name, usage string, o *Options, stderr io.Writer) *Parser {
 // returns the words, or a non-negative exit status if the program must
 // stop (bad usage, or -help).
 func (p *Parser) Parse(args []string, o *Options) ([]string, int) {
-	words, err := ParseArgs(p.FS, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, ExitOK
-		}
-		return nil, ExitUsage
+	words, code := p.ParseFlags(args)
+	if code >= 0 {
+		return nil, code
 	}
 	if err := o.Resolve(); err != nil {
 		return nil, p.Usagef("%v", err)
 	}
 	if _, err := o.Self(); err != nil {
 		return nil, p.Usagef("%v", err)
+	}
+	return words, -1
+}
+
+// ParseFlags parses args and returns the words, or a non-negative exit
+// status if the program must stop (bad usage, or -help). It neither reads
+// the profile nor checks the account: see Parse.
+func (p *Parser) ParseFlags(args []string) ([]string, int) {
+	words, err := ParseArgs(p.FS, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, ExitOK
+		}
+		return nil, ExitUsage
 	}
 	return words, -1
 }

@@ -30,7 +30,8 @@
 //
 // Exit status: 0 when both connections worked; 1 when the demo failed
 // (a tunnel could not be opened or trusted, a message was lost); 2 for bad
-// usage; 3 when logging in to the server failed.
+// usage; 3 when logging in to the server failed (as in every xtls tool:
+// -timeout bounds it, default 30 s). Ctrl-C, SIGTERM and SIGHUP end it.
 package main
 
 import (
@@ -42,7 +43,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/signal"
 	"regexp"
 	"strings"
 	"sync"
@@ -83,7 +83,7 @@ var (
 var connect = cli.Connect
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := cli.SignalContext(context.Background())
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -104,6 +104,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&login.JID, "jid", "", "account to log in with, user@domain[/resource]; without it the demo runs in memory")
 	fs.StringVar(&login.Password, "password", "", "password (default: $"+cli.PasswordEnv+")")
 	fs.StringVar(&login.CAFile, "ca", "", "PEM `file` of CAs for the server's certificate (default: system roots)")
+	fs.DurationVar(&login.Timeout, "timeout", cli.DefaultTimeout, "give up logging in after this `duration`")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: demo [-trace]")
 		fmt.Fprintln(stderr, "       demo [-trace] [-server host:port] [-ca file] -jid user@domain/res -listen [-peer jid]")

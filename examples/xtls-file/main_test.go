@@ -48,10 +48,12 @@ func newWorld(t *testing.T) *world {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	w := &world{t: t, ctx: ctx, network: xtlstest.NewNetwork(), dir: t.TempDir()}
 	w.state = filepath.Join(w.dir, "state")
-	old := connect
+	old, oldAlive := connect, keepAliveEvery
 	connect = cli.NetworkConnect(w.network)
+	// A receiver notices a vanished sender within a second.
+	keepAliveEvery = 300 * time.Millisecond
 	t.Cleanup(func() {
-		connect = old
+		connect, keepAliveEvery = old, oldAlive
 		cancel()
 		w.network.Close()
 	})

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // Frame types (see the package documentation).
@@ -25,7 +27,15 @@ const (
 	frameDone    = 'Z' // S→R: every file sent; the digest of the transfer
 	frameOK      = 'K' // R→S: everything verified and written; the same digest
 	frameAbort   = 'X' // either way: giving up, with a reason (UTF-8)
+	frameAlive   = 'P' // either way, any time: still here (no body; skipped)
 )
+
+// keepAliveEvery is how long a side waits in silence (nothing read,
+// nothing written) before it writes a keep-alive frame. Writing to a peer
+// that has gone makes the tunnel fail, and so the wait ends: until the
+// tunnels have keep-alives of their own, a receiver whose sender vanished
+// would otherwise wait for ever.
+var keepAliveEvery = 15 * time.Second
 
 // Limits a peer cannot push us past.
 const (
@@ -141,10 +151,29 @@ func (o *Offer) check() error {
 	return nil
 }
 
-// frameWriter writes frames, one at a time.
+// activity is when a side last read or wrote a frame (Unix nanoseconds).
+type activity struct{ last atomic.Int64 }
+
+func (a *activity) touch()              { a.last.Store(time.Now().UnixNano()) }
+func (a *activity) idle() time.Duration { return time.Since(time.Unix(0, a.last.Load())) }
+
+// frameWriter writes frames, one at a time, through a buffer if bw is
+// set (then flush sends them).
 type frameWriter struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu  sync.Mutex
+	w   io.Writer
+	bw  *bufio.Writer
+	act *activity
+}
+
+// newFrameWriter returns a frame writer on w, buffered if asked.
+func newFrameWriter(w io.Writer, buffered bool, act *activity) *frameWriter {
+	fw := &frameWriter{w: w, act: act}
+	if buffered {
+		fw.bw = bufio.NewWriterSize(w, 4*blockSize)
+		fw.w = fw.bw
+	}
+	return fw
 }
 
 // write writes one frame.
@@ -158,7 +187,49 @@ func (fw *frameWriter) write(typ byte, body []byte) error {
 	buf := make([]byte, 0, len(h)+len(body))
 	buf = append(append(buf, h[:]...), body...)
 	_, err := fw.w.Write(buf)
+	if fw.act != nil {
+		fw.act.touch()
+	}
 	return err
+}
+
+// flush sends what the buffer holds.
+func (fw *frameWriter) flush() error {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	if fw.bw == nil {
+		return nil
+	}
+	return fw.bw.Flush()
+}
+
+// keepAlive writes a keep-alive frame whenever the side has been silent
+// for keepAliveEvery, until stop.
+func keepAlive(fw *frameWriter) (stop func()) {
+	every := keepAliveEvery
+	done, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		t := time.NewTicker(every / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if fw.act.idle() < every {
+					continue
+				}
+				if fw.write(frameAlive, nil) != nil || fw.flush() != nil {
+					return
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-exited
+	}
 }
 
 // writeJSON writes v as a frame of type typ.
@@ -174,10 +245,11 @@ func (fw *frameWriter) writeJSON(typ byte, v any) error {
 type frameReader struct {
 	r   *bufio.Reader
 	buf []byte
+	act *activity
 }
 
-func newFrameReader(r io.Reader) *frameReader {
-	return &frameReader{r: bufio.NewReaderSize(r, 2*blockSize)}
+func newFrameReader(r io.Reader, act *activity) *frameReader {
+	return &frameReader{r: bufio.NewReaderSize(r, 2*blockSize), act: act}
 }
 
 // maxBody is the largest body a frame of each type may have.
@@ -195,13 +267,28 @@ func maxBody(typ byte) (int, bool) {
 		return 4 + sha256.Size, true
 	case frameDone, frameOK:
 		return sha256.Size, true
+	case frameAlive:
+		return 0, true
 	}
 	return 0, false
 }
 
-// next reads the next frame. The body is valid until the next call. An
-// abort frame is returned as an *AbortedError.
+// next reads the next frame, skipping keep-alives. The body is valid
+// until the next call. An abort frame is returned as an *AbortedError.
 func (fr *frameReader) next() (byte, []byte, error) {
+	for {
+		typ, body, err := fr.one()
+		if fr.act != nil {
+			fr.act.touch()
+		}
+		if err != nil || typ != frameAlive {
+			return typ, body, err
+		}
+	}
+}
+
+// one reads one frame.
+func (fr *frameReader) one() (byte, []byte, error) {
 	var h [5]byte
 	if _, err := io.ReadFull(fr.r, h[:]); err != nil {
 		return 0, nil, err

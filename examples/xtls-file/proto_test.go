@@ -62,17 +62,20 @@ func TestFrameLimits(t *testing.T) {
 		3: {frame(frameData, 10, "abc"), io.ErrUnexpectedEOF.Error()},
 		4: {frame(frameAbort, 5, "stop\x1b"), "the peer aborted: stop?"},
 	} {
-		_, _, err := newFrameReader(bytes.NewReader(tc.in)).next()
+		_, _, err := newFrameReader(bytes.NewReader(tc.in), nil).next()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%d: %v, want %q", i, err, tc.want)
 		}
 	}
 	var b bytes.Buffer
 	fw := &frameWriter{w: &b}
+	// Keep-alives are skipped.
+	fw.write(frameAlive, nil)
+	fw.write(frameAlive, nil)
 	if err := fw.write(frameEnd, endFrame(7, make([]byte, 32))); err != nil {
 		t.Fatal(err)
 	}
-	typ, body, err := newFrameReader(&b).next()
+	typ, body, err := newFrameReader(&b, nil).next()
 	if err != nil || typ != frameEnd || binary.BigEndian.Uint32(body) != 7 || len(body) != 36 {
 		t.Errorf("round trip: %c %x %v", typ, body, err)
 	}

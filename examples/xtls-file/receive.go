@@ -94,17 +94,24 @@ func receive(ctx context.Context, o *options, stdin io.Reader, errw io.Writer) e
 	party := cli.Serve(sess, cfg)
 	defer party.Close()
 	r.say("logged in as %s", party.Addr())
+	// Listen before saying so: a sender may start as soon as it is said.
+	ln := party.Handler.Listen()
+	defer ln.Close() // one transfer per run
 	r.say("waiting for a transfer: the sender runs  xtls-file send %s PATH...", party.Addr())
-	if r.conn, err = r.accept(ctx, party, failed); err != nil {
+	if r.conn, err = r.accept(ctx, ln, failed); err != nil {
 		return err
 	}
 	st := r.conn.State()
-	r.fw = &frameWriter{w: r.conn}
-	r.fr = newFrameReader(r.conn)
+	var act activity
+	act.touch()
+	r.fw = newFrameWriter(r.conn, false, &act)
+	r.fr = newFrameReader(r.conn, &act)
+	stopAlive := keepAlive(r.fw)
 	stop := context.AfterFunc(ctx, func() { r.conn.SetReadDeadline(time.Now()) })
 	err = r.run(ctx, st, pins, stdin)
+	stopAlive()
 	if !stop() || ctx.Err() != nil {
-		abortConn(r.conn, r.fw, func() error { return nil }, cli.Why(ctx).Error())
+		abortConn(r.conn, r.fw, cli.Why(ctx).Error())
 		return &cli.Failure{Code: cli.ExitInterrupted, Err: fmt.Errorf("%v: received %d bytes, kept in %s; run the same command again to resume", cli.Why(ctx), r.got, o.out)}
 	}
 	if err != nil {
@@ -112,9 +119,9 @@ func receive(ctx context.Context, o *options, stdin io.Reader, errw io.Writer) e
 		var pe *ProtocolError
 		switch {
 		case errors.As(err, &f) && f.Code != cli.ExitBroken:
-			abortConn(r.conn, r.fw, func() error { return nil }, err.Error())
+			abortConn(r.conn, r.fw, err.Error())
 		case errors.As(err, &pe):
-			abortConn(r.conn, r.fw, func() error { return nil }, pe.Error())
+			abortConn(r.conn, r.fw, pe.Error())
 		default:
 			r.conn.Close()
 		}
@@ -131,9 +138,7 @@ type failure struct {
 
 // accept waits for the sender's tunnel; failed handshakes are reported,
 // a changed key ends the wait with the commands that fix it.
-func (r *receiver) accept(ctx context.Context, party *cli.Party, failed <-chan failure) (*xtls.Conn, error) {
-	ln := party.Handler.Listen()
-	defer ln.Close() // one transfer per run
+func (r *receiver) accept(ctx context.Context, ln net.Listener, failed <-chan failure) (*xtls.Conn, error) {
 	type accepted struct {
 		conn net.Conn
 		err  error

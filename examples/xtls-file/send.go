@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -79,7 +78,6 @@ type sender struct {
 	o      *options
 	errw   io.Writer
 	conn   *xtls.Conn
-	bw     *bufio.Writer
 	fw     *frameWriter
 	fr     *frameReader
 	files  []source
@@ -123,9 +121,11 @@ func send(ctx context.Context, o *options, errw io.Writer) error {
 	}
 	st := s.conn.State()
 	s.say("connected to %s, %s", trustLine(st), st.VersionName())
-	s.bw = bufio.NewWriterSize(s.conn, 4*blockSize)
-	s.fw = &frameWriter{w: s.bw}
-	s.fr = newFrameReader(s.conn)
+	var act activity
+	act.touch()
+	s.fw = newFrameWriter(s.conn, true, &act)
+	s.fr = newFrameReader(s.conn, &act)
+	defer keepAlive(s.fw)()
 
 	// ctx unblocks a wait for the receiver, and gives a write in progress
 	// abortGrace to finish.
@@ -135,13 +135,13 @@ func send(ctx context.Context, o *options, errw io.Writer) error {
 	})
 	err = s.run(ctx)
 	if !stop() || ctx.Err() != nil {
-		abortConn(s.conn, s.fw, s.bw.Flush, cli.Why(ctx).Error())
+		abortConn(s.conn, s.fw, cli.Why(ctx).Error())
 		return &cli.Failure{Code: cli.ExitInterrupted, Err: fmt.Errorf("%v: sent %d bytes; run the same command again to resume", cli.Why(ctx), s.sent)}
 	}
 	if err != nil {
 		var pe *ProtocolError
 		if errors.As(err, &pe) {
-			abortConn(s.conn, s.fw, s.bw.Flush, pe.Error())
+			abortConn(s.conn, s.fw, pe.Error())
 		} else {
 			s.conn.Close()
 		}
@@ -161,7 +161,7 @@ func (s *sender) run(ctx context.Context) error {
 	if err := s.fw.writeJSON(frameOffer, offer); err != nil {
 		return err
 	}
-	if err := s.bw.Flush(); err != nil {
+	if err := s.fw.flush(); err != nil {
 		return err
 	}
 	s.say("offered %d entries, %s; waiting for %s to accept", len(s.files), cli.Size(total), s.o.peer)
@@ -208,7 +208,7 @@ func (s *sender) run(ctx context.Context) error {
 	if err := s.fw.write(frameDone, sum); err != nil {
 		return err
 	}
-	if err := s.bw.Flush(); err != nil {
+	if err := s.fw.flush(); err != nil {
 		return err
 	}
 	ok, err := s.fr.expect(frameOK)
@@ -338,11 +338,11 @@ func streamFailure(err error, st xtls.State) error {
 
 // abortConn tells the peer why we give up, within abortGrace, and ends the
 // tunnel; if the words cannot get through, the tunnel is aborted.
-func abortConn(conn *xtls.Conn, fw *frameWriter, flush func() error, reason string) {
+func abortConn(conn *xtls.Conn, fw *frameWriter, reason string) {
 	conn.SetWriteDeadline(time.Now().Add(abortGrace))
 	err := fw.write(frameAbort, []byte(reason))
 	if err == nil {
-		err = flush()
+		err = fw.flush()
 	}
 	if err == nil {
 		closed := make(chan error, 1)

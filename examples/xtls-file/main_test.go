@@ -473,3 +473,20 @@ func (w *watcher) String() string {
 	defer w.mu.Unlock()
 	return w.buf.String()
 }
+
+// -q: the sender says nothing when all goes well.
+func TestQuiet(t *testing.T) {
+	w := newWorld(t)
+	src := filepath.Join(w.dir, "src")
+	writeRandom(t, filepath.Join(src, "x.bin"), 100_000, 9)
+	bob := w.receive(w.ctx, filepath.Join(w.dir, "out"))
+	alice := w.start(w.ctx, "", "-q", "-jid", aliceAddr, "send", bobAddr, filepath.Join(src, "x.bin"))
+	if _, err := bob.stderr.wait(w.ctx, "[y/N]"); err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(bob.stdin, "y\n")
+	if a := w.wait(alice, "sender", cli.ExitOK); a.stderr != "" {
+		t.Errorf("the quiet sender wrote:\n%s", a.stderr)
+	}
+	w.wait(bob, "receiver", cli.ExitOK)
+}

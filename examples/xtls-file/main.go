@@ -85,6 +85,9 @@
 //	S→R  Z  done: SHA-256 of all the files' SHA-256s, in order
 //	R→S  K  ok: the same digest, once everything is checked and written
 //	any  X  abort: a reason (UTF-8), e.g. "interrupted (terminated)"
+//	any  P  keep-alive, no body, skipped by the reader: written after 15 s
+//	        of silence, so that a side whose peer has gone learns it (the
+//	        write fails the tunnel) instead of waiting for ever
 //
 // Then both close the TLS connection. A receiver killed mid-file has on
 // disk everything up to the last data frame it wrote, so the next run

@@ -120,6 +120,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/xmppxtls/xtls/examples/internal/cli"
+	"github.com/xmppxtls/xtls/transport"
 	"github.com/xmppxtls/xtls/xtls"
 )
 
@@ -133,6 +134,12 @@ const closeWait = 5 * time.Second
 
 // connect logs in; tests replace it with an in-memory network's sessions.
 var connect cli.ConnectFunc = cli.Connect
+
+// transportConfig, if set, tunes the tunnels (Config.Transport). Tests of
+// large transfers over the in-memory network, which has no server to
+// choose the chunk size for, set larger chunks; real runs leave it to the
+// Handler.
+var transportConfig *transport.Config
 
 func main() {
 	ctx, stop := cli.SignalContext(context.Background())

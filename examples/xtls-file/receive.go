@@ -79,6 +79,7 @@ func receive(ctx context.Context, o *options, stdin io.Reader, errw io.Writer) e
 			}
 		},
 	}
+	cfg.Transport = transportConfig
 	if len(o.from) > 0 {
 		cfg.AcceptPeer = func(peer jid.JID) bool {
 			return slices.ContainsFunc(o.from, func(j jid.JID) bool { return j.Equal(peer.Bare()) })

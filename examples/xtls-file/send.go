@@ -106,6 +106,7 @@ func send(ctx context.Context, o *options, errw io.Writer) error {
 		return &cli.Failure{Code: cli.ExitUsage, Err: err}
 	}
 	cfg := &xtls.Config{Certificate: id.Cert, Pins: id.Pins, TrustOnFirstUse: true, Logger: o.Logger(errw)}
+	cfg.Transport = transportConfig
 	sess, err := connect(ctx, o.Login())
 	if err != nil {
 		if ctx.Err() != nil {

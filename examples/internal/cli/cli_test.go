@@ -127,25 +127,6 @@ func TestLoginNotXMPP(t *testing.T) {
 	}
 }
 
-// On a pipe or a file the progress is plain lines, never a carriage
-// return; the line says percent, amounts, rate and time left.
-func TestProgressLine(t *testing.T) {
-	var b bytes.Buffer
-	p := startProgress(SyncWriter(&b), false, 0, "x: ", 200<<20, 20<<20)
-	p.Stop()
-	if got := p.Line(80<<20, 8*time.Second); got != " 50% 100.0 MiB of 200.0 MiB, 10.0 MiB/s, 10s left" {
-		t.Errorf("line %q", got)
-	}
-	if strings.Contains(b.String(), "\r") {
-		t.Errorf("carriage return in %q", b.String())
-	}
-	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 3 << 29: "1.5 GiB"} {
-		if got := Size(n); got != want {
-			t.Errorf("Size(%d) = %q, want %q", n, got, want)
-		}
-	}
-}
-
 // A server whose certificate does not verify gets a hint about -ca.
 func TestLoginCAHint(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

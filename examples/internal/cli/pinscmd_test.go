@@ -59,14 +59,3 @@ func TestRunPins(t *testing.T) {
 	run(ExitUsage, "-jid", "alice@example.net", "forget", "bob@example.org")
 	run(ExitUsage, "list")
 }
-
-// On a terminal the progress is a bar redrawn in place, within the width.
-func TestProgressBar(t *testing.T) {
-	p := startProgress(&bytes.Buffer{}, true, 80, "x: ", 100<<20, 0)
-	p.Add(50 << 20)
-	p.Stop()
-	bar := p.bar(5e9)
-	if !strings.HasPrefix(bar, "x: [") || !strings.Contains(bar, "#") || !strings.Contains(bar, ".") || !strings.Contains(bar, " 50% ") || len(bar) > 80 {
-		t.Errorf("bar %q", bar)
-	}
-}

@@ -111,7 +111,7 @@ func (p *Progress) Stop() {
 // Line describes the progress after moving n bytes in elapsed: "42% 84.0
 // MiB of 200.0 MiB, 9.8 MiB/s, 12s left".
 func (p *Progress) Line(n int64, elapsed time.Duration) string {
-	have := p.base + n
+	have := min(p.base+n, p.total) // a file sent again from its start counts twice
 	s := fmt.Sprintf("%s of %s", Size(have), Size(p.total))
 	if p.total > 0 {
 		s = fmt.Sprintf("%3d%% %s", have*100/p.total, s)
@@ -136,7 +136,7 @@ func (p *Progress) bar(elapsed time.Duration) string {
 	if room > 40 {
 		room = 40
 	}
-	full := int((p.base + p.n.Load()) * int64(room) / p.total)
+	full := int(min(p.base+p.n.Load(), p.total) * int64(room) / p.total)
 	return p.prefix + "[" + strings.Repeat("#", full) + strings.Repeat(".", room-full) + "] " + line
 }
 

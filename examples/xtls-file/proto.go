@@ -183,10 +183,16 @@ func (fw *frameWriter) write(typ byte, body []byte) error {
 	var h [5]byte
 	h[0] = typ
 	binary.BigEndian.PutUint32(h[1:], uint32(len(body)))
-	// One Write: one TLS record for a small frame.
-	buf := make([]byte, 0, len(h)+len(body))
-	buf = append(append(buf, h[:]...), body...)
-	_, err := fw.w.Write(buf)
+	var err error
+	if fw.bw != nil {
+		// The buffer joins them.
+		if _, err = fw.bw.Write(h[:]); err == nil {
+			_, err = fw.bw.Write(body)
+		}
+	} else {
+		// One Write: one TLS record for a small frame.
+		_, err = fw.w.Write(append(h[:], body...))
+	}
 	if fw.act != nil {
 		fw.act.touch()
 	}

@@ -365,25 +365,12 @@ func dialOne(ctx context.Context, p *cli.Party, peer jid.JID) outcome {
 	if err := conn.Close(); err != nil {
 		return outcome{err: fmt.Errorf("closing the tunnel to %s: %w", peer, err)}
 	}
-	awaitPeerClose(conn, peerCloseTimeout)
+	cli.AwaitTunnel(conn, peerCloseTimeout)
 	return o
 }
 
-// peerCloseTimeout bounds how long awaitPeerClose waits.
+// peerCloseTimeout bounds the wait for the peer's close of the tunnel.
 const peerCloseTimeout = 5 * time.Second
-
-// awaitPeerClose waits, at most d, for the tunnel under conn to be gone:
-// once the peer's TLS close_notify has been read, the peer's close of the
-// tunnel follows, and its Close reports an error if our session has ended
-// before it could answer.
-func awaitPeerClose(conn *xtls.Conn, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-conn.Tunnel().Done():
-	case <-t.C:
-	}
-}
 
 // acceptOne accepts a tunnel on p's Listener, reads the peer's message up
 // to its close, answers with a greeting and closes.
@@ -409,7 +396,7 @@ func acceptOne(ctx context.Context, p *cli.Party) outcome {
 	if err := conn.Close(); err != nil {
 		return outcome{err: fmt.Errorf("closing the tunnel from %s: %w", o.state.Peer, err)}
 	}
-	awaitPeerClose(conn, peerCloseTimeout)
+	cli.AwaitTunnel(conn, peerCloseTimeout)
 	return o
 }
 

@@ -348,21 +348,8 @@ func transfer(ctx context.Context, conn *xtls.Conn, stdin io.Reader, stdout io.W
 	if cerr != nil {
 		return fmt.Errorf("closing: %w", cerr)
 	}
-	awaitPeerClose(conn, peerCloseTimeout)
+	cli.AwaitTunnel(conn, peerCloseTimeout)
 	return nil
-}
-
-// awaitPeerClose waits, at most d, for the tunnel under conn to be gone:
-// once the peer's TLS close_notify has been read, the peer's close of the
-// tunnel follows, and its Close reports an error if our session has ended
-// before it could answer.
-func awaitPeerClose(conn *xtls.Conn, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-conn.Tunnel().Done():
-	case <-t.C:
-	}
 }
 
 // countingWriter counts the bytes written through it.

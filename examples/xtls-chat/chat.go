@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"time"
 	"unicode"
@@ -45,13 +44,7 @@ type chatter struct {
 	pins  *cli.ConfirmPins
 	party *cli.Party
 	// failed receives the handshakes of tunnels peers opened that failed.
-	failed chan failure
-}
-
-// failure is a handshake that failed on the listening side.
-type failure struct {
-	peer jid.JID
-	err  error
+	failed <-chan cli.Failed
 }
 
 // say prints a status line of the chat.
@@ -70,7 +63,9 @@ func chat(ctx context.Context, connect cli.ConnectFunc, o *options, stdin io.Rea
 	console := cli.OpenConsole(stdin, stdout, "> ")
 	defer console.Close()
 	c := &chatter{o: o, out: console.Out, errw: cli.SyncWriter(stderr),
-		lines: console.Lines, failed: make(chan failure, 16)}
+		lines: console.Lines}
+	failed, acceptFailed := cli.Failures()
+	c.failed = failed
 
 	id, err := o.OpenIdentity(o.self)
 	if err != nil {
@@ -92,12 +87,7 @@ func chat(ctx context.Context, connect cli.ConnectFunc, o *options, stdin io.Rea
 		Logger:          o.Logger(c.errw),
 		// A tunnel the peer opened whose handshake or pairing failed never
 		// reaches Accept; AcceptFailed says why.
-		AcceptFailed: func(peer jid.JID, err error) {
-			select {
-			case c.failed <- failure{peer, err}:
-			default:
-			}
-		},
+		AcceptFailed: acceptFailed,
 	}
 	if o.listen && pairCode != "" {
 		cfg.PairingCode = func(jid.JID) ([]byte, bool) { return []byte(pairCode), true }
@@ -129,11 +119,7 @@ func chat(ctx context.Context, connect cli.ConnectFunc, o *options, stdin io.Rea
 		conn, err = c.dial(ctx)
 	}
 	if err != nil {
-		var ex exitError
-		if errors.As(err, &ex) {
-			return c.fail(ex.code, "%v", ex.err)
-		}
-		return c.fail(exitOther, "%v", err)
+		return c.fail(cli.Code(err), "%v", err)
 	}
 	st := conn.State()
 	c.say("connected to %s: %s, %s, key exchange %s", st.Peer, st.VersionName(), st.CipherSuiteName(), st.CurveID)
@@ -156,7 +142,7 @@ func chat(ctx context.Context, connect cli.ConnectFunc, o *options, stdin io.Rea
 	// The inner session has closed the TLS connection and our direction
 	// of the tunnel; closing the Handler before the peer's direction is
 	// closed too would abort the tunnel under the peer's feet.
-	awaitTunnel(conn, tunnelCloseTimeout)
+	cli.AwaitTunnel(conn, tunnelCloseTimeout)
 	return code
 }
 
@@ -167,26 +153,6 @@ func chat(ctx context.Context, connect cli.ConnectFunc, o *options, stdin io.Rea
 // of closing), and the tunnel would linger for minutes.
 const tunnelCloseTimeout = time.Second
 
-// awaitTunnel waits, at most d, until the tunnel under conn is gone: both
-// directions closed, or failed.
-func awaitTunnel(conn *xtls.Conn, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-conn.Tunnel().Done():
-	case <-t.C:
-	}
-}
-
-// exitError is an error that decides the exit status.
-type exitError struct {
-	code int
-	err  error
-}
-
-// Error implements error.
-func (e exitError) Error() string { return e.err.Error() }
-
 // accept waits for the peer's tunnel. A peer whose handshake fails is
 // reported; a changed key that we refused, or a failed pairing, ends the
 // wait.
@@ -194,67 +160,29 @@ func (c *chatter) accept(ctx context.Context) (*xtls.Conn, error) {
 	ln := c.party.Handler.Listen()
 	defer ln.Close() // one chat per run: later tunnels are refused
 	c.say("waiting for a chat: the other side runs  xtls-chat -jid THEIR_JID dial %s", c.party.Addr())
-	type accepted struct {
-		conn net.Conn
-		err  error
-	}
-	got := make(chan accepted, 1)
-	go func() {
-		conn, err := ln.Accept()
-		got <- accepted{conn, err}
-	}()
-	stop := func() {
-		ln.Close()
-		if a := <-got; a.conn != nil {
-			a.conn.Close()
-		}
-	}
-	// giveUp stops and lingers a moment (see failGrace).
-	giveUp := func() {
-		stop()
-		t := time.NewTimer(failGrace)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-		}
-	}
 	wrong := 0 // wrong pairing codes
-	for {
-		select {
-		case a := <-got:
-			if a.err != nil {
-				return nil, a.err
-			}
-			return a.conn.(*xtls.Conn), nil
-		case f := <-c.failed:
-			var pin *xtls.PinMismatchError
-			var pair *xtls.PairingError
-			switch {
-			case errors.As(f.err, &pin):
-				giveUp()
-				return nil, exitError{exitTrust, fmt.Errorf("refused the changed key of %s (see above for the commands that accept it)", pin.Peer.Bare())}
-			case errors.As(f.err, &pair) && pair.Reason == xtls.PairingWrongCode && wrong < cli.PairingTries-1:
-				// The other side may try again, until the code is used up.
-				wrong++
-				c.say("%s; %s may try again (%d more)", cli.PairingMessage(pair), pair.Peer.Bare(), cli.PairingTries-wrong)
-			case errors.As(f.err, &pair) && pair.Reason == xtls.PairingWrongCode:
-				giveUp()
-				return nil, exitError{exitTrust, fmt.Errorf("pairing with %s failed: wrong code %d times: the code is used up; nothing was pinned", pair.Peer.Bare(), cli.PairingTries)}
-			case errors.As(f.err, &pair):
-				giveUp()
-				return nil, exitError{exitTrust, errors.New(cli.PairingMessage(pair))}
-			case cli.RefusedOurKey(f.err):
-				c.say("a call from %s failed: it refused our key (if it has another key of ours pinned, its user must accept ours: "+
-					"xtls-pins accept %s '%s', or pair); still waiting", f.peer, c.o.self.Bare(), c.id.Fingerprint())
-			default:
-				c.say("a call from %s failed (%v); still waiting", f.peer, f.err)
-			}
-		case <-ctx.Done():
-			stop()
-			return nil, exitError{exitInterrupted, cli.Why(ctx)}
+	return cli.Accept(ctx, ln, c.failed, failGrace, func(f cli.Failed) error {
+		var pin *xtls.PinMismatchError
+		var pair *xtls.PairingError
+		switch {
+		case errors.As(f.Err, &pin):
+			return cli.Fail(exitTrust, "refused the changed key of %s (see above for the commands that accept it)", pin.Peer.Bare())
+		case errors.As(f.Err, &pair) && pair.Reason == xtls.PairingWrongCode && wrong < cli.PairingTries-1:
+			// The other side may try again, until the code is used up.
+			wrong++
+			c.say("%s; %s may try again (%d more)", cli.PairingMessage(pair), pair.Peer.Bare(), cli.PairingTries-wrong)
+		case errors.As(f.Err, &pair) && pair.Reason == xtls.PairingWrongCode:
+			return cli.Fail(exitTrust, "pairing with %s failed: wrong code %d times: the code is used up; nothing was pinned", pair.Peer.Bare(), cli.PairingTries)
+		case errors.As(f.Err, &pair):
+			return cli.Fail(exitTrust, "%s", cli.PairingMessage(pair))
+		case cli.RefusedOurKey(f.Err):
+			c.say("a call from %s failed: it refused our key (if it has another key of ours pinned, its user must accept ours: "+
+				"xtls-pins accept %s '%s', or pair); still waiting", f.Peer, c.o.self.Bare(), c.id.Fingerprint())
+		default:
+			c.say("a call from %s failed (%v); still waiting", f.Peer, f.Err)
 		}
-	}
+		return nil
+	})
 }
 
 // dial opens the tunnel to the peer.
@@ -277,23 +205,23 @@ func (c *chatter) dial(ctx context.Context) (*xtls.Conn, error) {
 	)
 	switch {
 	case ctx.Err() != nil:
-		return nil, exitError{exitInterrupted, cli.Why(ctx)}
+		return nil, &cli.Failure{Code: exitInterrupted, Err: cli.Why(ctx)}
 	case errors.As(err, &pin):
 		// keyChanged has shown the warning.
-		return nil, exitError{exitTrust, fmt.Errorf("refused the changed key of %s (see above for the commands that accept it)", bare)}
+		return nil, cli.Fail(exitTrust, "refused the changed key of %s (see above for the commands that accept it)", bare)
 	case errors.As(err, &pair):
-		return nil, exitError{exitTrust, errors.New(cli.PairingMessage(pair))}
+		return nil, cli.Fail(exitTrust, "%s", cli.PairingMessage(pair))
 	case errors.Is(err, xtls.ErrRefused):
-		return nil, exitError{exitPeer, fmt.Errorf("%s refused the chat: is xtls-chat listening there, and not already in a chat? (%v)", c.o.peer, err)}
+		return nil, cli.Fail(exitPeer, "%s refused the chat: is xtls-chat listening there, and not already in a chat? (%v)", c.o.peer, err)
 	case errors.Is(err, xtls.ErrPeerUnavailable):
-		return nil, exitError{exitPeer, fmt.Errorf("%s is not online (is the full JID right, resource included?)", c.o.peer)}
+		return nil, cli.Fail(exitPeer, "%s is not online (is the full JID right, resource included?)", c.o.peer)
 	case errors.Is(err, xtls.ErrNotSupported):
-		return nil, exitError{exitPeer, fmt.Errorf("%s does not speak XTLS", c.o.peer)}
+		return nil, cli.Fail(exitPeer, "%s does not speak XTLS", c.o.peer)
 	case cli.RefusedOurKey(err):
-		return nil, exitError{exitTrust, fmt.Errorf("%s refused our key (%v): if it has another key of ours pinned, its user must accept ours: "+
-			"xtls-pins accept %s '%s', or pair again", bare, err, c.o.self.Bare(), c.id.Fingerprint())}
+		return nil, cli.Fail(exitTrust, "%s refused our key (%v): if it has another key of ours pinned, its user must accept ours: "+
+			"xtls-pins accept %s '%s', or pair again", bare, err, c.o.self.Bare(), c.id.Fingerprint())
 	}
-	return nil, exitError{exitTrust, err}
+	return nil, &cli.Failure{Code: exitTrust, Err: err}
 }
 
 // keyChanged is Config.AcceptKeyChange: it shows the loud warning, with

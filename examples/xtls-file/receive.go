@@ -12,7 +12,6 @@ import (
 	"hash"
 	"io"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -70,36 +69,33 @@ func receive(ctx context.Context, o *options, stdin io.Reader, errw io.Writer) e
 		return &cli.Failure{Code: cli.ExitUsage, Err: err}
 	}
 	pins := &cli.ConfirmPins{PinStore: id.Pins}
-	failed := make(chan failure, 16)
-	cfg := &xtls.Config{Certificate: id.Cert, Pins: pins, TrustOnFirstUse: true, Logger: o.Logger(errw),
-		AcceptFailed: func(peer jid.JID, err error) {
-			select {
-			case failed <- failure{peer, err}:
-			default:
-			}
-		},
-	}
+	failed, acceptFailed := cli.Failures()
+	cfg := &xtls.Config{Certificate: id.Cert, Pins: pins, TrustOnFirstUse: true, Logger: o.Logger(errw), AcceptFailed: acceptFailed}
 	cfg.Transport = transportConfig
 	if len(o.from) > 0 {
 		cfg.AcceptPeer = func(peer jid.JID) bool {
 			return slices.ContainsFunc(o.from, func(j jid.JID) bool { return j.Equal(peer.Bare()) })
 		}
 	}
-	sess, err := connect(ctx, o.Login())
+	party, err := cli.Start(ctx, connect, &o.Options, cfg)
 	if err != nil {
-		if ctx.Err() != nil {
-			return &cli.Failure{Code: cli.ExitInterrupted, Err: cli.Why(ctx)}
-		}
-		return &cli.Failure{Code: cli.ExitLogin, Err: err}
+		return err
 	}
-	party := cli.Serve(sess, cfg)
 	defer party.Close()
 	r.say("logged in as %s", party.Addr())
 	// Listen before saying so: a sender may start as soon as it is said.
 	ln := party.Handler.Listen()
 	defer ln.Close() // one transfer per run
 	r.say("waiting for a transfer: the sender runs  xtls-file send %s PATH...", party.Addr())
-	if r.conn, err = r.accept(ctx, ln, failed); err != nil {
+	r.conn, err = cli.Accept(ctx, ln, failed, 0, func(f cli.Failed) error {
+		var pin *xtls.PinMismatchError
+		if errors.As(f.Err, &pin) {
+			return &cli.Failure{Code: cli.ExitTrust, Err: errors.New(cli.KeyChangeMessage(pin, &r.o.Options))}
+		}
+		r.say("a transfer from %s failed (%v); still waiting", f.Peer, f.Err)
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	st := r.conn.State()
@@ -129,51 +125,6 @@ func receive(ctx context.Context, o *options, stdin io.Reader, errw io.Writer) e
 		return streamFailure(err, st)
 	}
 	return nil
-}
-
-// failure is a tunnel a peer opened whose handshake failed.
-type failure struct {
-	peer jid.JID
-	err  error
-}
-
-// accept waits for the sender's tunnel; failed handshakes are reported,
-// a changed key ends the wait with the commands that fix it.
-func (r *receiver) accept(ctx context.Context, ln net.Listener, failed <-chan failure) (*xtls.Conn, error) {
-	type accepted struct {
-		conn net.Conn
-		err  error
-	}
-	got := make(chan accepted, 1)
-	go func() {
-		c, err := ln.Accept()
-		got <- accepted{c, err}
-	}()
-	stop := func() {
-		ln.Close()
-		if a := <-got; a.conn != nil {
-			a.conn.Close()
-		}
-	}
-	for {
-		select {
-		case a := <-got:
-			if a.err != nil {
-				return nil, a.err
-			}
-			return a.conn.(*xtls.Conn), nil
-		case f := <-failed:
-			var pin *xtls.PinMismatchError
-			if errors.As(f.err, &pin) {
-				stop()
-				return nil, &cli.Failure{Code: cli.ExitTrust, Err: errors.New(cli.KeyChangeMessage(pin, &r.o.Options))}
-			}
-			r.say("a transfer from %s failed (%v); still waiting", f.peer, f.err)
-		case <-ctx.Done():
-			stop()
-			return nil, &cli.Failure{Code: cli.ExitInterrupted, Err: cli.Why(ctx)}
-		}
-	}
 }
 
 // run reads the offer, asks, and receives.

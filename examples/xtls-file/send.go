@@ -107,14 +107,10 @@ func send(ctx context.Context, o *options, errw io.Writer) error {
 	}
 	cfg := &xtls.Config{Certificate: id.Cert, Pins: id.Pins, TrustOnFirstUse: true, Logger: o.Logger(errw)}
 	cfg.Transport = transportConfig
-	sess, err := connect(ctx, o.Login())
+	party, err := cli.Start(ctx, connect, &o.Options, cfg)
 	if err != nil {
-		if ctx.Err() != nil {
-			return &cli.Failure{Code: cli.ExitInterrupted, Err: cli.Why(ctx)}
-		}
-		return &cli.Failure{Code: cli.ExitLogin, Err: err}
+		return err
 	}
-	party := cli.Serve(sess, cfg)
 	defer party.Close()
 	s.say("logged in as %s; calling %s", party.Addr(), o.peer)
 	if s.conn, err = cli.Dial(ctx, party.Handler, o.peer, &o.Options); err != nil {
@@ -353,29 +349,19 @@ func abortConn(conn *xtls.Conn, fw *frameWriter, reason string) {
 		select {
 		case err = <-closed:
 			if err == nil {
-				awaitTunnel(conn, abortGrace)
+				cli.AwaitTunnel(conn, abortGrace)
 				return
 			}
 		case <-t.C:
 		}
 	}
 	conn.Tunnel().Abort(cli.AbortCondition, reason)
-	awaitTunnel(conn, abortGrace)
+	cli.AwaitTunnel(conn, abortGrace)
 }
 
 // closeConn closes conn and waits a moment for the peer's close: closing
 // the Handler before would abort the tunnel under the peer.
 func closeConn(conn *xtls.Conn) {
 	conn.Close()
-	awaitTunnel(conn, closeWait)
-}
-
-// awaitTunnel waits, at most d, until the tunnel under conn is gone.
-func awaitTunnel(conn *xtls.Conn, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-conn.Tunnel().Done():
-	case <-t.C:
-	}
+	cli.AwaitTunnel(conn, closeWait)
 }

@@ -46,14 +46,9 @@ func (f *forwarder) login(ctx context.Context, cfg func(*xtls.Config)) error {
 	if cfg != nil {
 		cfg(c)
 	}
-	s, err := connect(ctx, f.o.Login())
-	if err != nil {
-		if ctx.Err() != nil {
-			return &cli.Failure{Code: cli.ExitInterrupted, Err: cli.Why(ctx)}
-		}
-		return &cli.Failure{Code: cli.ExitLogin, Err: err}
+	if f.party, err = cli.Start(ctx, connect, &f.o.Options, c); err != nil {
+		return err
 	}
-	f.party = cli.Serve(s, c)
 	f.say("logged in as %s", f.party.Addr())
 	return nil
 }

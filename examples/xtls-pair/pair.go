@@ -42,15 +42,9 @@ type pairer struct {
 	id    *cli.Identity
 	party *cli.Party
 	// failed receives the handshakes of tunnels peers opened that failed.
-	failed chan failure
+	failed <-chan cli.Failed
 	// lastWrong says that the last dial failed for a wrong pairing code.
 	lastWrong bool
-}
-
-// failure is a handshake that failed on the listening side.
-type failure struct {
-	peer jid.JID
-	err  error
 }
 
 // say prints a line.
@@ -66,7 +60,9 @@ func (p *pairer) fail(code int, format string, a ...any) int {
 
 // pair runs the program as the options say.
 func pair(ctx context.Context, connect cli.ConnectFunc, o *options, stdin io.Reader, stdout, stderr io.Writer) int {
-	p := &pairer{o: o, out: cli.SyncWriter(stdout), errw: cli.SyncWriter(stderr), failed: make(chan failure, 16)}
+	p := &pairer{o: o, out: cli.SyncWriter(stdout), errw: cli.SyncWriter(stderr)}
+	failed, acceptFailed := cli.Failures()
+	p.failed = failed
 	id, err := o.OpenIdentity(o.self)
 	if err != nil {
 		if o.CertFile != "" {
@@ -80,13 +76,8 @@ func pair(ctx context.Context, connect cli.ConnectFunc, o *options, stdin io.Rea
 		Pins:        id.Pins,
 		// A tunnel the peer opened whose handshake or pairing failed never
 		// reaches Accept; AcceptFailed says why.
-		AcceptFailed: func(peer jid.JID, err error) {
-			select {
-			case p.failed <- failure{peer, err}:
-			default:
-			}
-		},
-		Logger: o.Logger(p.errw),
+		AcceptFailed: acceptFailed,
+		Logger:       o.Logger(p.errw),
 	}
 	var code string
 	var used atomic.Bool // the code has paired: it is not good for another
@@ -171,55 +162,26 @@ func (p *pairer) listen(ctx context.Context, code string, used *atomic.Bool) int
 // reported. It returns the connection or, if there is none, the exit
 // status.
 func (p *pairer) accept(ctx context.Context, ln net.Listener, from jid.JID) (*xtls.Conn, int) {
-	type accepted struct {
-		conn net.Conn
-		err  error
-	}
-	got := make(chan accepted, 1)
-	go func() {
-		conn, err := ln.Accept()
-		got <- accepted{conn, err}
-	}()
-	stop := func() {
-		ln.Close()
-		if a := <-got; a.conn != nil {
-			a.conn.Close()
-		}
-	}
 	wrong := 0 // wrong codes so far
-	for {
-		select {
-		case a := <-got:
-			if a.err != nil {
-				return nil, p.fail(exitOther, "%v", a.err)
-			}
-			return a.conn.(*xtls.Conn), exitOK
-		case f := <-p.failed:
-			var pe *xtls.PairingError
-			if errors.As(f.err, &pe) && pe.Reason == xtls.PairingWrongCode && wrong < cli.PairingTries-1 {
-				// The other side may try again, until the code is used up.
-				wrong++
-				p.say("pairing with %s failed: wrong code: %s typed another code than ours; nothing was pinned. "+
-					"It may try again (%d more); still waiting", pe.Peer.Bare(), pe.Peer.Bare(), cli.PairingTries-wrong)
-				continue
-			}
-			if errors.As(f.err, &pe) && (from.String() == "" || f.peer.Bare().Equal(from)) {
-				stop()
-				// See failGrace.
-				t := time.NewTimer(failGrace)
-				select {
-				case <-t.C:
-				case <-ctx.Done():
-				}
-				t.Stop()
-				return nil, p.fail(exitTrust, "%s", pairingMessage(pe, false))
-			}
-			p.say("a connection from %s failed (%v); still waiting", f.peer, f.err)
-		case <-ctx.Done():
-			stop()
-			return nil, p.fail(exitInterrupted, "%v", cli.Why(ctx))
+	conn, err := cli.Accept(ctx, ln, p.failed, failGrace, func(f cli.Failed) error {
+		var pe *xtls.PairingError
+		switch {
+		case errors.As(f.Err, &pe) && pe.Reason == xtls.PairingWrongCode && wrong < cli.PairingTries-1:
+			// The other side may try again, until the code is used up.
+			wrong++
+			p.say("pairing with %s failed: wrong code: %s typed another code than ours; nothing was pinned. "+
+				"It may try again (%d more); still waiting", pe.Peer.Bare(), pe.Peer.Bare(), cli.PairingTries-wrong)
+		case errors.As(f.Err, &pe) && (from.String() == "" || f.Peer.Bare().Equal(from)):
+			return cli.Fail(exitTrust, "%s", pairingMessage(pe, false))
+		default:
+			p.say("a connection from %s failed (%v); still waiting", f.Peer, f.Err)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, p.fail(cli.Code(err), "%v", err)
 	}
+	return conn, exitOK
 }
 
 // drain reads conn until the peer closes its direction, then closes
@@ -232,7 +194,7 @@ func (p *pairer) drain(ctx context.Context, conn *xtls.Conn) error {
 	if cerr := conn.Close(); err == nil {
 		err = cerr
 	}
-	awaitTunnel(conn, tunnelCloseTimeout)
+	cli.AwaitTunnel(conn, tunnelCloseTimeout)
 	if ctx.Err() != nil {
 		return cli.Why(ctx)
 	}
@@ -333,18 +295,7 @@ func closeConn(conn *xtls.Conn) {
 		io.Copy(io.Discard, conn)
 	}
 	conn.Close()
-	awaitTunnel(conn, tunnelCloseTimeout)
-}
-
-// awaitTunnel waits, at most d, until the tunnel under conn is gone: both
-// directions closed, or failed.
-func awaitTunnel(conn *xtls.Conn, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-conn.Tunnel().Done():
-	case <-t.C:
-	}
+	cli.AwaitTunnel(conn, tunnelCloseTimeout)
 }
 
 // readLine reads a line of r, unless ctx ends first (the read then goes on

@@ -68,3 +68,28 @@ func NetworkConnect(network *xtlstest.Network) ConnectFunc {
 		return s, err
 	}
 }
+
+// Start logs in with connect and serves cfg's Handler on the session. Its
+// errors are *Failure values: ExitLogin, or ExitInterrupted if ctx ended.
+func Start(ctx context.Context, connect ConnectFunc, o *Options, cfg *xtls.Config) (*Party, error) {
+	s, err := connect(ctx, o.Login())
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, &Failure{ExitInterrupted, Why(ctx)}
+		}
+		return nil, &Failure{ExitLogin, err}
+	}
+	return Serve(s, cfg), nil
+}
+
+// AwaitTunnel waits, at most d, until the tunnel under conn is gone: both
+// directions closed, or failed. Closing the Handler before would abort a
+// tunnel whose peer has not closed its side yet.
+func AwaitTunnel(conn *xtls.Conn, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-conn.Tunnel().Done():
+	case <-t.C:
+	}
+}

@@ -125,9 +125,7 @@ func (f *forwarder) list() string {
 // forwardTo connects a tunnel to -to and pipes it.
 func (f *forwarder) forwardTo(ctx context.Context, conn *xtls.Conn) {
 	st := conn.State()
-	if st.Trust == xtls.TrustFirstUse {
-		f.say("first contact with %s: pinned its key %s", st.Peer.Bare(), st.Fingerprint)
-	}
+	f.firstContact(conn)
 	d := net.Dialer{Timeout: targetTimeout}
 	tcp, err := d.DialContext(ctx, "tcp", f.o.to)
 	if err != nil {
@@ -144,6 +142,13 @@ func (f *forwarder) forwardTo(ctx context.Context, conn *xtls.Conn) {
 		f.say("%s → %s ended: %v (%d open)", st.Peer, f.o.to, err, n)
 	} else {
 		f.say("%s → %s closed (%d open)", st.Peer, f.o.to, n)
+	}
+}
+
+// firstContact says that the peer's key was pinned on first contact.
+func (f *forwarder) firstContact(conn *xtls.Conn) {
+	if st := conn.State(); st.Trust == xtls.TrustFirstUse {
+		f.say("first contact with %s: pinned its key %s (compare it with theirs out of band)", st.Peer.Bare(), st.Fingerprint)
 	}
 }
 
@@ -182,6 +187,7 @@ func (f *forwarder) local(ctx context.Context) error {
 				tcp.Close()
 				return
 			}
+			f.firstContact(conn)
 			n := f.open.Add(1)
 			f.say("%s → %s (%d open)", tcp.RemoteAddr(), f.o.peer, n)
 			err = pipe(ctx, tcp, conn)
@@ -203,6 +209,7 @@ func (f *forwarder) stdio(ctx context.Context, stdin io.Reader, stdout io.Writer
 	if err != nil {
 		return err
 	}
+	f.firstContact(conn)
 	err = pipe(ctx, stdioConn{stdin, stdout}, conn)
 	if err != nil && ctx.Err() != nil {
 		return &cli.Failure{Code: cli.ExitInterrupted, Err: cli.Why(ctx)}

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Installs what the test suite needs and the machine may lack: the Debian
-# packages of the XMPP servers the integration tests start on 127.0.0.1, and
+# packages of the XMPP servers the integration tests start on 127.0.0.1,
 # xmllint (libxml2-utils), which validates docs/protocol.md's examples
-# against docs/xtls.xsd (go has no XML Schema validator).
+# against docs/xtls.xsd (go has no XML Schema validator), and tmux for the
+# terminal tests of the examples.
 # Idempotent: does nothing when everything is present.
 set -eu
 
@@ -14,6 +15,8 @@ command -v ejabberdctl >/dev/null 2>&1 || need="$need ejabberd"
 command -v erl >/dev/null 2>&1 || need="$need ejabberd"
 command -v openssl >/dev/null 2>&1 || need="$need openssl"
 command -v xmllint >/dev/null 2>&1 || need="$need libxml2-utils"
+# The chat's terminal test reads the screen of a real terminal emulator.
+command -v tmux >/dev/null 2>&1 || need="$need tmux"
 
 if [ -z "$need" ]; then
 	exit 0

@@ -30,7 +30,8 @@
 //
 // Exit status: 0 when both connections worked; 1 when the demo failed
 // (a tunnel could not be opened or trusted, a message was lost); 2 for bad
-// usage; 3 when logging in to the server failed.
+// usage; 3 when logging in to the server failed (as in every xtls tool:
+// -timeout bounds it, default 30 s). Ctrl-C, SIGTERM and SIGHUP end it.
 package main
 
 import (
@@ -42,7 +43,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/signal"
 	"regexp"
 	"strings"
 	"sync"
@@ -83,7 +83,7 @@ var (
 var connect = cli.Connect
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := cli.SignalContext(context.Background())
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -104,6 +104,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&login.JID, "jid", "", "account to log in with, user@domain[/resource]; without it the demo runs in memory")
 	fs.StringVar(&login.Password, "password", "", "password (default: $"+cli.PasswordEnv+")")
 	fs.StringVar(&login.CAFile, "ca", "", "PEM `file` of CAs for the server's certificate (default: system roots)")
+	fs.DurationVar(&login.Timeout, "timeout", cli.DefaultTimeout, "give up logging in after this `duration`")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: demo [-trace]")
 		fmt.Fprintln(stderr, "       demo [-trace] [-server host:port] [-ca file] -jid user@domain/res -listen [-peer jid]")
@@ -364,25 +365,12 @@ func dialOne(ctx context.Context, p *cli.Party, peer jid.JID) outcome {
 	if err := conn.Close(); err != nil {
 		return outcome{err: fmt.Errorf("closing the tunnel to %s: %w", peer, err)}
 	}
-	awaitPeerClose(conn, peerCloseTimeout)
+	cli.AwaitTunnel(conn, peerCloseTimeout)
 	return o
 }
 
-// peerCloseTimeout bounds how long awaitPeerClose waits.
+// peerCloseTimeout bounds the wait for the peer's close of the tunnel.
 const peerCloseTimeout = 5 * time.Second
-
-// awaitPeerClose waits, at most d, for the tunnel under conn to be gone:
-// once the peer's TLS close_notify has been read, the peer's close of the
-// tunnel follows, and its Close reports an error if our session has ended
-// before it could answer.
-func awaitPeerClose(conn *xtls.Conn, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-conn.Tunnel().Done():
-	case <-t.C:
-	}
-}
 
 // acceptOne accepts a tunnel on p's Listener, reads the peer's message up
 // to its close, answers with a greeting and closes.
@@ -408,7 +396,7 @@ func acceptOne(ctx context.Context, p *cli.Party) outcome {
 	if err := conn.Close(); err != nil {
 		return outcome{err: fmt.Errorf("closing the tunnel from %s: %w", o.state.Peer, err)}
 	}
-	awaitPeerClose(conn, peerCloseTimeout)
+	cli.AwaitTunnel(conn, peerCloseTimeout)
 	return o
 }
 

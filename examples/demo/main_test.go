@@ -251,7 +251,7 @@ func TestRemote(t *testing.T) {
 		t.Errorf("listener: exit %d:\n%s", code, bobOut)
 	}
 
-	if l, _ := logins.Load("bob@example.org/demo"); l != (cli.Login{Server: "xmpp.example:5222", JID: "bob@example.org/demo", Password: "b", CAFile: "ca.pem"}) {
+	if l, _ := logins.Load("bob@example.org/demo"); l != (cli.Login{Server: "xmpp.example:5222", JID: "bob@example.org/demo", Password: "b", CAFile: "ca.pem", Timeout: cli.DefaultTimeout}) {
 		t.Errorf("listener logged in with %+v", l)
 	}
 	for i, trust := range []string{"first-use", "pinned"} {

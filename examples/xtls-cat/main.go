@@ -8,63 +8,59 @@
 //	xtls-cat [flags] listen
 //	xtls-cat [flags] dial PEER_FULL_JID
 //
-// For example, Bob waits for a file and Alice sends it:
+// For example, Bob waits for a file and Alice sends it (each with a
+// profile, or -jid and the other login flags):
 //
-//	export XTLS_PASSWORD=…
-//	xtls-cat -jid bob@example.org/cat -cert bob.pem -pins pins.json -tofu listen > report.pdf
-//	xtls-cat -jid alice@example.net/cat -cert alice.pem -pins pins.json -tofu \
-//	    dial bob@example.org/cat < report.pdf
+//	xtls-cat -jid bob@example.org/cat -tofu listen > report.pdf
+//	xtls-cat -jid alice@example.net/cat -tofu dial bob@example.org/cat < report.pdf
 //
-// Login flags: -jid (required; give a resource so that the peer knows the
-// full JID to dial), -server host:port (default: the JID's domain, port
-// 5222), -password (default: $XTLS_PASSWORD; prefer the variable, a flag is
-// visible to other users of the machine), -ca (PEM file of CAs for the
-// server's certificate; default: the system's roots).
+// For files and folders, with names, confirmation and resume, use
+// xtls-file; to forward ports, xtls-fwd.
 //
-// Identity and trust flags: -cert is our certificate and key in one PEM
-// file, as xtls-cert writes it; without it a fresh certificate is made for
-// this run and its fingerprint printed on standard error. The peer is
-// trusted if its certificate chains to a CA of -peer-ca (PEM file), or its
-// key is pinned for its bare JID in -pins (a pin file, see
-// xtls.FilePinStore), or, with -tofu, on first use (the key is then pinned).
-// -pair CODE pairs with the peer by a code both people enter (-pair new makes
-// one up and prints it): the peer is then trusted and pinned only if both
-// used the same code. Without -pins, -tofu and -pair keep the pins in memory
-// for this run only. Without any trust flag no peer can be trusted.
+// Flags (before or after the command) and the profile are those of every
+// xtls tool: -jid, -server, -ca, -password-file, -password-command,
+// -cert, -profile, -dir, -timeout, -v (log XTLS events), -q; see
+// xtls-file's documentation. Our certificate and the pinned keys are kept
+// in the state directory every xtls tool shares (~/.config/xtls or
+// $XTLS_DIR, one directory per account). The peer is trusted if its key is
+// pinned there (by xtls-pair, say), or its certificate chains to a CA of
+// -peer-ca (PEM file), or, with -tofu, on first use (the key is then
+// pinned). -pair CODE pairs with the peer by a code both people enter
+// (-pair new makes one up and prints it). A changed key is refused, with
+// the xtls-pins command that accepts it.
 //
 // When standard input ends, xtls-cat closes its direction of the tunnel
 // (a TLS close_notify, then the tunnel's half-close) and keeps copying the
-// peer's data until the peer closes its own direction. -progress prints a
-// progress line with the bytes sent and received and the rate on standard
-// error, at most every 500 ms, and a summary at the end.
+// peer's data until the peer closes its own direction. -progress shows the
+// bytes sent and received and the rate on standard error: redrawn in
+// place on a terminal, a plain line every 5 seconds otherwise; and a
+// summary at the end.
 //
 // A listener accepts one tunnel and then refuses others. A peer whose
 // handshake fails on the listener's side (an untrusted key, say) is logged
 // on standard error and the listener goes on waiting.
 //
-// Exit status:
+// Exit status, the same in every xtls tool:
 //
-//	0  the transfer completed in both directions
-//	1  another failure, or interrupted
-//	2  bad usage: flags, arguments, a -cert that does not name -jid
-//	3  logging in to the server failed
-//	4  the peer does not support XTLS, is unavailable, or refused the tunnel
-//	5  the peer is not trusted: pin mismatch, wrong identity, untrusted
-//	   certificate, failed pairing, TLS below policy
-//	6  the transfer failed, or was cut short (no TLS close_notify)
+//	0    the transfer completed in both directions
+//	1    another failure
+//	2    bad usage: flags, arguments, profile, a -cert that does not name -jid
+//	3    logging in failed: server unreachable or not XMPP, -timeout
+//	     passed, its certificate did not verify, wrong password
+//	4    the peer is offline, does not speak XTLS, or refused the tunnel
+//	5    the peer is not trusted: key changed, wrong identity, untrusted
+//	     certificate, failed pairing, TLS below policy
+//	6    the transfer failed, or was cut short (no TLS close_notify)
+//	7    the peer aborted (it was interrupted)
+//	130  interrupted here (Ctrl-C, SIGTERM, SIGHUP)
 package main
 
 import (
 	"context"
 	"crypto/x509"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"os/signal"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,19 +71,18 @@ import (
 	"github.com/xmppxtls/xtls/xtls"
 )
 
-// Exit codes of run.
+// Exit codes of run: the same in every xtls tool.
 const (
-	exitOK       = 0
-	exitOther    = 1
-	exitUsage    = 2
-	exitLogin    = 3
-	exitPeer     = 4
-	exitTrust    = 5
-	exitTransfer = 6
+	exitOK          = cli.ExitOK
+	exitOther       = cli.ExitOther
+	exitUsage       = cli.ExitUsage
+	exitLogin       = cli.ExitLogin
+	exitPeer        = cli.ExitPeer
+	exitTrust       = cli.ExitTrust
+	exitTransfer    = cli.ExitBroken
+	exitAborted     = cli.ExitPeerAborted
+	exitInterrupted = cli.ExitInterrupted
 )
-
-// dialTimeout bounds opening the tunnel and the TLS handshake (and pairing).
-const dialTimeout = 60 * time.Second
 
 // peerCloseTimeout bounds how long xtls-cat waits, at the end, for the
 // peer's close of the tunnel.
@@ -97,15 +92,19 @@ const peerCloseTimeout = 5 * time.Second
 // stdin to end.
 const stdinGrace = time.Second
 
-// progressInterval is the least time between two progress lines.
-const progressInterval = 500 * time.Millisecond
+// Progress intervals: redrawn in place on a terminal, a line now and then
+// elsewhere.
+const (
+	progressInterval = 500 * time.Millisecond
+	progressLines    = 5 * time.Second
+)
 
 // connect logs in to a real server. Tests replace it to hand out sessions of
 // an in-memory network instead.
 var connect = cli.Connect
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := cli.SignalContext(context.Background())
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -113,12 +112,10 @@ func main() {
 
 // options are the parsed command line.
 type options struct {
-	login    cli.Login
-	self     jid.JID // -jid
+	cli.Options
+	self     jid.JID
 	listen   bool
 	peer     jid.JID // dial's argument
-	certFile string
-	pinsFile string
 	tofu     bool
 	peerCA   string
 	pair     string
@@ -133,9 +130,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if code >= 0 {
 		return code
 	}
-	logf := func(format string, a ...any) { fmt.Fprintf(errw, "xtls-cat: "+format+"\n", a...) }
+	logf := func(format string, a ...any) {
+		if !o.Quiet {
+			fmt.Fprintf(errw, "xtls-cat: "+format+"\n", a...)
+		}
+	}
 	fail := func(code int, err error) int {
-		logf("%v", err)
+		fmt.Fprintf(errw, "xtls-cat: %v\n", err)
 		return code
 	}
 
@@ -143,17 +144,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		return fail(code, err)
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(errw, &slog.HandlerOptions{
-		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
-			if a.Key == slog.TimeKey && len(groups) == 0 {
-				return slog.Attr{}
-			}
-			return a
-		},
-	}))
+	cfg.Logger = o.Logger(errw)
 
-	s, err := connect(ctx, o.login)
+	s, err := connect(ctx, o.Login())
 	if err != nil {
+		if ctx.Err() != nil {
+			return fail(exitInterrupted, cli.Why(ctx))
+		}
 		return fail(exitLogin, err)
 	}
 	p := cli.Serve(s, cfg)
@@ -170,7 +167,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		ln.Close() // one tunnel only
 		if err != nil {
 			if ctx.Err() != nil {
-				return fail(exitOther, errors.New("interrupted"))
+				return fail(exitInterrupted, cli.Why(ctx))
 			}
 			return fail(exitOther, err)
 		}
@@ -180,17 +177,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if o.pair != "" {
 			opts = append(opts, xtls.WithPairingCode(o.pair))
 		}
-		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-		conn, err = p.Handler.Dial(dctx, o.peer, opts...)
-		cancel()
-		if err != nil {
-			logf("%v", err)
-			var pin *xtls.PinMismatchError
-			if errors.As(err, &pin) && o.pinsFile != "" {
-				logf("if %s really has a new key (compare the fingerprint with them), remove the old pin from %s",
-					pin.Peer.Bare(), o.pinsFile)
-			}
-			return dialExitCode(err)
+		if conn, err = cli.Dial(ctx, p.Handler, o.peer, &o.Options, opts...); err != nil {
+			return fail(cli.Code(err), err)
 		}
 	}
 	st := conn.State()
@@ -200,19 +188,19 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	var count counters
 	var prog *progress
 	if o.progress {
-		prog = startProgress(errw, &count, progressInterval)
+		prog = startProgress(errw, &count)
 	}
 	err = transfer(ctx, conn, stdin, stdout, &count)
-	if err == nil {
-	}
 	if prog != nil {
 		prog.finish(&count)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return fail(exitOther, errors.New("interrupted"))
+			cli.AbortInterrupted(conn.Tunnel(), cli.Why(ctx).Error())
+			return fail(exitInterrupted, cli.Why(ctx))
 		}
-		return fail(exitTransfer, err)
+		err = cli.StreamFailure(err, st.Peer)
+		return fail(cli.Code(err), err)
 	}
 	return exitOK
 }
@@ -220,80 +208,39 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // parse parses the command line. It returns a non-negative exit status if
 // the program must stop (bad usage, or -help).
 func parse(args []string, stderr io.Writer) (*options, int) {
-	fs := flag.NewFlagSet("xtls-cat", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var o options
-	var self string
-	cli.LoginFlags(fs, &o.login, &self)
-	fs.StringVar(&o.certFile, "cert", "", "our certificate and key, a PEM `file` from xtls-cert (default: a fresh one for this run)")
-	fs.StringVar(&o.pinsFile, "pins", "", "pin `file`: the peers' keys by bare JID")
-	fs.BoolVar(&o.tofu, "tofu", false, "trust a peer with no pins on first use, and pin its key")
-	fs.StringVar(&o.peerCA, "peer-ca", "", "PEM `file` of CAs that vouch for peers (PKIX)")
-	fs.StringVar(&o.pair, "pair", "", "pair with the peer using `code` (\"new\": make one up and print it)")
-	fs.BoolVar(&o.progress, "progress", false, "print progress on stderr")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: xtls-cat [flags] listen")
-		fmt.Fprintln(stderr, "       xtls-cat [flags] dial PEER_FULL_JID")
-		fs.PrintDefaults()
+	p := cli.NewParser("xtls-cat", `usage: xtls-cat [flags] listen
+       xtls-cat [flags] dial PEER_FULL_JID`, &o.Options, stderr)
+	p.FS.BoolVar(&o.tofu, "tofu", false, "trust a peer with no pins on first use, and pin its key")
+	p.FS.StringVar(&o.peerCA, "peer-ca", "", "PEM `file` of CAs that vouch for peers (PKIX)")
+	p.FS.StringVar(&o.pair, "pair", "", "pair with the peer using `code` (\"new\": make one up and print it)")
+	p.FS.BoolVar(&o.progress, "progress", false, "print progress on stderr")
+	words, code := p.Parse(args, &o.Options)
+	if code >= 0 {
+		return nil, code
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, exitOK
-		}
-		return nil, exitUsage
+	o.self, _ = o.Self()
+	var err error
+	if o.listen, o.peer, err = cli.ParseListenDial(words); err != nil {
+		return nil, p.Usagef("%v", err)
 	}
-	usage := func(format string, a ...any) (*options, int) {
-		fmt.Fprintf(stderr, "xtls-cat: "+format+"\n", a...)
-		fs.Usage()
-		return nil, exitUsage
-	}
-	cmd, err := cli.ParseCommand(self, fs.Args())
-	if err != nil {
-		return usage("%v", err)
-	}
-	o.self, o.login.JID, o.listen, o.peer = cmd.Self, self, cmd.Listen, cmd.Peer
 	return &o, -1
 }
 
 // config builds the xtls configuration the options ask for. On error it
 // also returns the exit status.
 func config(o *options, logf func(string, ...any)) (*xtls.Config, int, error) {
-	cfg := &xtls.Config{TrustOnFirstUse: o.tofu}
-	bare := o.self.Bare()
-	if o.certFile != "" {
-		c, err := xtls.LoadCertificatePEM(o.certFile)
-		if err != nil {
+	id, err := o.OpenIdentity(o.self)
+	if err != nil {
+		if o.CertFile != "" {
 			return nil, exitUsage, fmt.Errorf("-cert: %w", err)
 		}
-		names, err := xtls.XMPPAddrs(c.Leaf)
-		if err != nil {
-			return nil, exitUsage, fmt.Errorf("-cert %s: %w", o.certFile, err)
-		}
-		if !slices.ContainsFunc(names, func(n string) bool {
-			j, err := jid.Parse(n)
-			return err == nil && j.Equal(bare)
-		}) {
-			return nil, exitUsage, fmt.Errorf("-cert %s names %q, not %s", o.certFile, names, bare)
-		}
-		cfg.Certificate = c
-	} else {
-		c, err := xtls.GenerateCertificate(bare)
-		if err != nil {
-			return nil, exitOther, err
-		}
-		cfg.Certificate = c
-		logf("no -cert: using an ephemeral certificate for %s, key %s", bare, xtls.SPKIFingerprint(c.Leaf))
+		return nil, exitOther, err
 	}
-	if o.pinsFile != "" {
-		pins, err := xtls.NewFilePinStore(o.pinsFile)
-		if err != nil {
-			return nil, exitUsage, fmt.Errorf("-pins: %w", err)
-		}
-		cfg.Pins = pins
-	} else if o.tofu || o.pair != "" {
-		cfg.Pins = xtls.NewMemPinStore()
-		logf("no -pins: keys are pinned for this run only")
+	if id.Created {
+		logf("made a key for %s, kept in %s: %s", o.self.Bare(), id.CertFile, id.Fingerprint())
 	}
+	cfg := &xtls.Config{Certificate: id.Cert, Pins: id.Pins, TrustOnFirstUse: o.tofu}
 	if o.peerCA != "" {
 		pem, err := os.ReadFile(o.peerCA)
 		if err != nil {
@@ -312,30 +259,7 @@ func config(o *options, logf func(string, ...any)) (*xtls.Config, int, error) {
 		code := []byte(o.pair)
 		cfg.PairingCode = func(jid.JID) ([]byte, bool) { return code, true }
 	}
-	if !o.tofu && o.pair == "" && o.pinsFile == "" && o.peerCA == "" {
-		logf("warning: no -pins, -tofu, -pair or -peer-ca: no peer can be trusted")
-	}
 	return cfg, 0, nil
-}
-
-// dialExitCode says which exit status a failed Dial deserves.
-func dialExitCode(err error) int {
-	var (
-		pin     *xtls.PinMismatchError
-		id      *xtls.IdentityError
-		pair    *xtls.PairingError
-		expired *xtls.CertificateExpiredError
-		policy  *xtls.PolicyError
-	)
-	switch {
-	case errors.Is(err, xtls.ErrNotSupported), errors.Is(err, xtls.ErrPeerUnavailable), errors.Is(err, xtls.ErrRefused):
-		return exitPeer
-	case errors.Is(err, xtls.ErrUntrusted), errors.Is(err, xtls.ErrNotTrustedByPeer),
-		errors.As(err, &pin), errors.As(err, &id), errors.As(err, &pair),
-		errors.As(err, &expired), errors.As(err, &policy):
-		return exitTrust
-	}
-	return exitOther
 }
 
 // counters count the bytes that crossed the tunnel.
@@ -424,21 +348,8 @@ func transfer(ctx context.Context, conn *xtls.Conn, stdin io.Reader, stdout io.W
 	if cerr != nil {
 		return fmt.Errorf("closing: %w", cerr)
 	}
-	awaitPeerClose(conn, peerCloseTimeout)
+	cli.AwaitTunnel(conn, peerCloseTimeout)
 	return nil
-}
-
-// awaitPeerClose waits, at most d, for the tunnel under conn to be gone:
-// once the peer's TLS close_notify has been read, the peer's close of the
-// tunnel follows, and its Close reports an error if our session has ended
-// before it could answer.
-func awaitPeerClose(conn *xtls.Conn, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-conn.Tunnel().Done():
-	case <-t.C:
-	}
 }
 
 // countingWriter counts the bytes written through it.
@@ -467,19 +378,27 @@ func (c countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// progress prints a progress line now and then until finish.
+// progress prints a progress line now and then until finish: redrawn in
+// place on a terminal, a plain line every progressLines otherwise (never a
+// carriage return into a file).
 type progress struct {
 	w       io.Writer
+	tty     bool
 	start   time.Time
 	stop    chan struct{}
 	done    chan struct{}
 	printed bool // written by the printing goroutine, read after done
 }
 
-// startProgress starts printing the counters of n to w every interval.
-// Call finish to stop it.
-func startProgress(w io.Writer, n *counters, interval time.Duration) *progress {
-	p := &progress{w: w, start: time.Now(), stop: make(chan struct{}), done: make(chan struct{})}
+// startProgress starts printing the counters of n to w. Call finish to
+// stop it.
+func startProgress(w *lockedWriter, n *counters) *progress {
+	tty, _ := cli.IsTerminal(w.w)
+	p := &progress{w: w, tty: tty, start: time.Now(), stop: make(chan struct{}), done: make(chan struct{})}
+	interval := progressLines
+	if tty {
+		interval = progressInterval
+	}
 	go p.watch(n, interval)
 	return p
 }
@@ -494,8 +413,12 @@ func (p *progress) watch(n *counters, interval time.Duration) {
 		case <-p.stop:
 			return
 		case <-t.C:
-			fmt.Fprintf(p.w, "\rxtls-cat: %s   ", p.line(n, time.Since(p.start)))
-			p.printed = true
+			if p.tty {
+				fmt.Fprintf(p.w, "\rxtls-cat: %s\x1b[K", p.line(n, time.Since(p.start)))
+				p.printed = true
+			} else {
+				fmt.Fprintf(p.w, "xtls-cat: %s\n", p.line(n, time.Since(p.start)))
+			}
 		}
 	}
 }
@@ -503,7 +426,7 @@ func (p *progress) watch(n *counters, interval time.Duration) {
 // line describes the counters of n after elapsed.
 func (p *progress) line(n *counters, elapsed time.Duration) string {
 	s, r := n.sent.Load(), n.received.Load()
-	return fmt.Sprintf("sent %s, received %s, %s", size(s), size(r), rate(s+r, elapsed))
+	return fmt.Sprintf("sent %s, received %s, %s", cli.Size(s), cli.Size(r), rate(s+r, elapsed))
 }
 
 // rate writes the rate of n bytes in elapsed for people.
@@ -511,7 +434,7 @@ func rate(n int64, elapsed time.Duration) string {
 	if elapsed <= 0 {
 		return "- B/s"
 	}
-	return size(int64(float64(n)/elapsed.Seconds())) + "/s"
+	return cli.Size(int64(float64(n)/elapsed.Seconds())) + "/s"
 }
 
 // finish stops the progress line and prints the summary.
@@ -521,25 +444,11 @@ func (p *progress) finish(n *counters) {
 	elapsed := time.Since(p.start)
 	prefix := ""
 	if p.printed {
-		prefix = "\r"
+		prefix = "\r\x1b[K"
 	}
 	s, r := n.sent.Load(), n.received.Load()
-	fmt.Fprintf(p.w, "%sxtls-cat: sent %d bytes, received %d bytes in %s (%s)\n",
-		prefix, s, r, elapsed.Round(time.Millisecond), rate(s+r, elapsed))
-}
-
-// size writes a byte count for people.
-func size(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	f, i := float64(n)/unit, 0
-	for f >= unit && i < 3 {
-		f /= unit
-		i++
-	}
-	return fmt.Sprintf("%.1f %ciB", f, "KMGT"[i])
+	fmt.Fprintf(p.w, "%sxtls-cat: sent %d bytes (%s), received %d bytes (%s) in %s (%s)\n",
+		prefix, s, cli.Size(s), r, cli.Size(r), elapsed.Round(time.Millisecond), rate(s+r, elapsed))
 }
 
 // lockedWriter serializes writes: the progress line, the log and the

@@ -1,16 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 
@@ -45,16 +41,10 @@ type chatter struct {
 	errw  io.Writer // warnings and errors
 	lines <-chan string
 	id    *cli.Identity
-	pins  *confirmPins
+	pins  *cli.ConfirmPins
 	party *cli.Party
 	// failed receives the handshakes of tunnels peers opened that failed.
-	failed chan failure
-}
-
-// failure is a handshake that failed on the listening side.
-type failure struct {
-	peer jid.JID
-	err  error
+	failed <-chan cli.Failed
 }
 
 // say prints a status line of the chat.
@@ -69,20 +59,22 @@ func (c *chatter) fail(code int, format string, a ...any) int {
 }
 
 // chat runs one chat as the options say.
-func chat(ctx context.Context, connect connectFunc, o *options, stdin io.Reader, stdout, stderr io.Writer) int {
-	done := make(chan struct{})
-	defer close(done)
-	c := &chatter{o: o, out: cli.SyncWriter(stdout), errw: cli.SyncWriter(stderr),
-		lines: readLines(stdin, done), failed: make(chan failure, 16)}
+func chat(ctx context.Context, connect cli.ConnectFunc, o *options, stdin io.Reader, stdout, stderr io.Writer) int {
+	console := cli.OpenConsole(stdin, stdout, "> ")
+	defer console.Close()
+	c := &chatter{o: o, out: console.Out, errw: cli.SyncWriter(stderr),
+		lines: console.Lines}
+	failed, acceptFailed := cli.Failures()
+	c.failed = failed
 
-	id, err := cli.OpenIdentity(o.dir, o.self, o.certFile)
+	id, err := o.OpenIdentity(o.self)
 	if err != nil {
-		if o.certFile != "" {
+		if o.CertFile != "" {
 			return c.fail(exitUsage, "-cert: %v", err)
 		}
 		return c.fail(exitOther, "%v", err)
 	}
-	c.id, c.pins = id, &confirmPins{PinStore: id.Pins}
+	c.id, c.pins = id, &cli.ConfirmPins{PinStore: id.Pins}
 	pairCode := o.pair
 	if pairCode == "new" {
 		pairCode = xtls.NewPairingCode()
@@ -92,24 +84,20 @@ func chat(ctx context.Context, connect connectFunc, o *options, stdin io.Reader,
 		Pins:            c.pins,
 		TrustOnFirstUse: o.pair == "",
 		AcceptKeyChange: c.keyChanged,
+		Logger:          o.Logger(c.errw),
 		// A tunnel the peer opened whose handshake or pairing failed never
 		// reaches Accept; AcceptFailed says why.
-		AcceptFailed: func(peer jid.JID, err error) {
-			select {
-			case c.failed <- failure{peer, err}:
-			default:
-			}
-		},
-	}
-	if o.verbose {
-		cfg.Logger = slog.New(slog.NewTextHandler(c.errw, nil))
+		AcceptFailed: acceptFailed,
 	}
 	if o.listen && pairCode != "" {
 		cfg.PairingCode = func(jid.JID) ([]byte, bool) { return []byte(pairCode), true }
 	}
 
-	s, err := connect(ctx, o.login)
+	s, err := connect(ctx, o.Login())
 	if err != nil {
+		if ctx.Err() != nil {
+			return c.fail(exitInterrupted, "%v", cli.Why(ctx))
+		}
 		return c.fail(exitLogin, "%v", err)
 	}
 	c.party = cli.Serve(s, cfg)
@@ -131,11 +119,7 @@ func chat(ctx context.Context, connect connectFunc, o *options, stdin io.Reader,
 		conn, err = c.dial(ctx)
 	}
 	if err != nil {
-		var ex exitError
-		if errors.As(err, &ex) {
-			return c.fail(ex.code, "%v", ex.err)
-		}
-		return c.fail(exitOther, "%v", err)
+		return c.fail(cli.Code(err), "%v", err)
 	}
 	st := conn.State()
 	c.say("connected to %s: %s, %s, key exchange %s", st.Peer, st.VersionName(), st.CipherSuiteName(), st.CurveID)
@@ -147,7 +131,7 @@ func chat(ctx context.Context, connect connectFunc, o *options, stdin io.Reader,
 	inner, err := xtls.NewSession(ctx, conn)
 	if err != nil {
 		if ctx.Err() != nil {
-			return c.fail(exitOther, "interrupted")
+			return c.fail(exitInterrupted, "%v", cli.Why(ctx))
 		}
 		// With TLS 1.3 the dialer learns only now that the listener
 		// rejected its certificate, and not always why.
@@ -158,7 +142,7 @@ func chat(ctx context.Context, connect connectFunc, o *options, stdin io.Reader,
 	// The inner session has closed the TLS connection and our direction
 	// of the tunnel; closing the Handler before the peer's direction is
 	// closed too would abort the tunnel under the peer's feet.
-	awaitTunnel(conn, tunnelCloseTimeout)
+	cli.AwaitTunnel(conn, tunnelCloseTimeout)
 	return code
 }
 
@@ -169,26 +153,6 @@ func chat(ctx context.Context, connect connectFunc, o *options, stdin io.Reader,
 // of closing), and the tunnel would linger for minutes.
 const tunnelCloseTimeout = time.Second
 
-// awaitTunnel waits, at most d, until the tunnel under conn is gone: both
-// directions closed, or failed.
-func awaitTunnel(conn *xtls.Conn, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-conn.Tunnel().Done():
-	case <-t.C:
-	}
-}
-
-// exitError is an error that decides the exit status.
-type exitError struct {
-	code int
-	err  error
-}
-
-// Error implements error.
-func (e exitError) Error() string { return e.err.Error() }
-
 // accept waits for the peer's tunnel. A peer whose handshake fails is
 // reported; a changed key that we refused, or a failed pairing, ends the
 // wait.
@@ -196,59 +160,29 @@ func (c *chatter) accept(ctx context.Context) (*xtls.Conn, error) {
 	ln := c.party.Handler.Listen()
 	defer ln.Close() // one chat per run: later tunnels are refused
 	c.say("waiting for a chat: the other side runs  xtls-chat -jid THEIR_JID dial %s", c.party.Addr())
-	type accepted struct {
-		conn net.Conn
-		err  error
-	}
-	got := make(chan accepted, 1)
-	go func() {
-		conn, err := ln.Accept()
-		got <- accepted{conn, err}
-	}()
-	stop := func() {
-		ln.Close()
-		if a := <-got; a.conn != nil {
-			a.conn.Close()
+	wrong := 0 // wrong pairing codes
+	return cli.Accept(ctx, ln, c.failed, failGrace, func(f cli.Failed) error {
+		var pin *xtls.PinMismatchError
+		var pair *xtls.PairingError
+		switch {
+		case errors.As(f.Err, &pin):
+			return cli.Fail(exitTrust, "refused the changed key of %s (see above for the commands that accept it)", pin.Peer.Bare())
+		case errors.As(f.Err, &pair) && pair.Reason == xtls.PairingWrongCode && wrong < cli.PairingTries-1:
+			// The other side may try again, until the code is used up.
+			wrong++
+			c.say("%s; %s may try again (%d more)", cli.PairingMessage(pair), pair.Peer.Bare(), cli.PairingTries-wrong)
+		case errors.As(f.Err, &pair) && pair.Reason == xtls.PairingWrongCode:
+			return cli.Fail(exitTrust, "pairing with %s failed: wrong code %d times: the code is used up; nothing was pinned", pair.Peer.Bare(), cli.PairingTries)
+		case errors.As(f.Err, &pair):
+			return cli.Fail(exitTrust, "%s", cli.PairingMessage(pair))
+		case cli.RefusedOurKey(f.Err):
+			c.say("a call from %s failed: it refused our key (if it has another key of ours pinned, its user must accept ours: "+
+				"xtls-pins accept %s '%s', or pair); still waiting", f.Peer, c.o.self.Bare(), c.id.Fingerprint())
+		default:
+			c.say("a call from %s failed (%v); still waiting", f.Peer, f.Err)
 		}
-	}
-	// giveUp stops and lingers a moment (see failGrace).
-	giveUp := func() {
-		stop()
-		t := time.NewTimer(failGrace)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-		}
-	}
-	for {
-		select {
-		case a := <-got:
-			if a.err != nil {
-				return nil, a.err
-			}
-			return a.conn.(*xtls.Conn), nil
-		case f := <-c.failed:
-			var pin *xtls.PinMismatchError
-			var pair *xtls.PairingError
-			switch {
-			case errors.As(f.err, &pin):
-				giveUp()
-				return nil, exitError{exitTrust, fmt.Errorf("refused the changed key of %s; to accept it, start again with -accept-new-key", pin.Peer.Bare())}
-			case errors.As(f.err, &pair):
-				giveUp()
-				return nil, exitError{exitTrust, errors.New(pairingMessage(pair))}
-			case refusedOurKey(f.err):
-				c.say("a call from %s failed: it refused our key (if it has another key of ours pinned, it must accept this one "+
-					"with -accept-new-key, or pair); still waiting", f.peer)
-			default:
-				c.say("a call from %s failed (%v); still waiting", f.peer, f.err)
-			}
-		case <-ctx.Done():
-			stop()
-			return nil, exitError{exitOther, errors.New("interrupted")}
-		}
-	}
+		return nil
+	})
 }
 
 // dial opens the tunnel to the peer.
@@ -271,49 +205,38 @@ func (c *chatter) dial(ctx context.Context) (*xtls.Conn, error) {
 	)
 	switch {
 	case ctx.Err() != nil:
-		return nil, exitError{exitOther, errors.New("interrupted")}
+		return nil, &cli.Failure{Code: exitInterrupted, Err: cli.Why(ctx)}
 	case errors.As(err, &pin):
 		// keyChanged has shown the warning.
-		return nil, exitError{exitTrust, fmt.Errorf("refused the changed key of %s; to accept it, start again with -accept-new-key", bare)}
+		return nil, cli.Fail(exitTrust, "refused the changed key of %s (see above for the commands that accept it)", bare)
 	case errors.As(err, &pair):
-		return nil, exitError{exitTrust, errors.New(pairingMessage(pair))}
+		return nil, cli.Fail(exitTrust, "%s", cli.PairingMessage(pair))
 	case errors.Is(err, xtls.ErrRefused):
-		return nil, exitError{exitPeer, fmt.Errorf("%s refused the chat: is xtls-chat listening there, and not already in a chat? (%v)", c.o.peer, err)}
+		return nil, cli.Fail(exitPeer, "%s refused the chat: is xtls-chat listening there, and not already in a chat? (%v)", c.o.peer, err)
 	case errors.Is(err, xtls.ErrPeerUnavailable):
-		return nil, exitError{exitPeer, fmt.Errorf("%s is not online (is the full JID right, resource included?)", c.o.peer)}
+		return nil, cli.Fail(exitPeer, "%s is not online (is the full JID right, resource included?)", c.o.peer)
 	case errors.Is(err, xtls.ErrNotSupported):
-		return nil, exitError{exitPeer, fmt.Errorf("%s does not speak XTLS", c.o.peer)}
-	case refusedOurKey(err):
-		return nil, exitError{exitTrust, fmt.Errorf("%s refused our key (%v): if it has another key of ours pinned, it must accept this one (-accept-new-key) or pair again", bare, err)}
+		return nil, cli.Fail(exitPeer, "%s does not speak XTLS", c.o.peer)
+	case cli.RefusedOurKey(err):
+		return nil, cli.Fail(exitTrust, "%s refused our key (%v): if it has another key of ours pinned, its user must accept ours: "+
+			"xtls-pins accept %s '%s', or pair again", bare, err, c.o.self.Bare(), c.id.Fingerprint())
 	}
-	return nil, exitError{exitTrust, err}
+	return nil, &cli.Failure{Code: exitTrust, Err: err}
 }
 
-// keyChanged is Config.AcceptKeyChange: it shows the loud warning and
-// accepts the key only with -accept-new-key.
+// keyChanged is Config.AcceptKeyChange: it shows the loud warning, with
+// the commands that accept the new key, and refuses it (pairing, if a
+// code is in play, decides on its own).
 func (c *chatter) keyChanged(e *xtls.PinMismatchError) bool {
-	bare := e.Peer.Bare()
 	var b strings.Builder
-	fmt.Fprintf(&b, "!!! ==================================================================\n")
-	fmt.Fprintf(&b, "!!! WARNING: THE KEY OF %s HAS CHANGED\n", bare)
-	fmt.Fprintf(&b, "!!! ==================================================================\n")
-	fmt.Fprintf(&b, "!!! The key it presents is not the one pinned in %s:\n", c.id.PinFile)
-	for _, fp := range e.Pinned {
-		fmt.Fprintf(&b, "!!!   pinned:    %s\n", fp)
+	for _, line := range strings.Split(cli.KeyChangeMessage(e, &c.o.Options), "\n") {
+		fmt.Fprintf(&b, "!!! %s\n", line)
 	}
-	fmt.Fprintf(&b, "!!!   presented: %s\n", e.Presented)
-	fmt.Fprintf(&b, "!!! Either %s made a new key (new device, reinstall), or someone\n", bare)
-	fmt.Fprintf(&b, "!!! is intercepting the chat. Ask them, out of band, to read you their key.\n")
-	switch {
-	case c.o.acceptNewKey:
-		fmt.Fprintf(&b, "!!! -accept-new-key was given: the new key replaces the pinned one.\n")
-	case c.o.pair != "":
+	if c.o.pair != "" {
 		fmt.Fprintf(&b, "!!! Pairing decides: the new key is pinned only if both sides used the same code.\n")
-	default:
-		fmt.Fprintf(&b, "!!! Refusing to continue. If they confirm the new key, start again with -accept-new-key.\n")
 	}
 	io.WriteString(c.errw, b.String())
-	return c.o.acceptNewKey
+	return false
 }
 
 // trust tells how the peer came to be trusted and, on first contact, asks
@@ -334,25 +257,23 @@ func (c *chatter) trust(ctx context.Context, conn *xtls.Conn, st xtls.State) (in
 		case <-ctx.Done():
 		}
 		if !ok || !strings.EqualFold(strings.TrimSpace(answer), "yes") {
-			c.pins.discard(bare)
+			c.pins.Discard(bare)
 			if ctx.Err() != nil {
-				return c.fail(exitOther, "interrupted; nothing pinned"), false
+				return c.fail(exitInterrupted, "%v; nothing pinned", cli.Why(ctx)), false
 			}
 			return c.fail(exitTrust, "%s's key not confirmed: hung up, nothing pinned", bare), false
 		}
-		if err := c.pins.confirm(bare); err != nil {
+		if err := c.pins.Confirm(bare); err != nil {
 			return c.fail(exitOther, "pinning %s's key: %v", bare, err), false
 		}
 		c.say("pinned %s's key in %s: next time no question is asked", bare, c.id.PinFile)
 	case xtls.TrustPaired:
-		if err := c.pins.confirm(bare); err != nil {
+		if err := c.pins.Confirm(bare); err != nil {
 			return c.fail(exitOther, "pinning %s's key: %v", bare, err), false
 		}
 		c.say("paired with %s: both used the same code; its key is pinned: %s", bare, st.Pinned)
 	case xtls.TrustPinned:
 		c.say("%s's key is the one pinned in %s: %s", bare, c.id.PinFile, st.Fingerprint)
-	case xtls.TrustApplication:
-		c.say("%s's new key replaces the pinned one (-accept-new-key): %s", bare, st.Fingerprint)
 	default:
 		c.say("%s trusted (%s): %s", bare, st.Trust, st.Fingerprint)
 	}
@@ -411,7 +332,7 @@ func (c *chatter) converse(ctx context.Context, inner *xmpp.Session, peer jid.JI
 			return exitOK
 		case <-ctx.Done():
 			quit()
-			return c.fail(exitOther, "interrupted")
+			return c.fail(exitInterrupted, "%v", cli.Why(ctx))
 		}
 	}
 }
@@ -467,95 +388,4 @@ func printMessage(w io.Writer, from, text string) {
 		b.WriteByte('\n')
 	}
 	io.WriteString(w, b.String())
-}
-
-// readLines hands out the lines of r, without their line ends, until r
-// ends (the channel is then closed) or done is closed.
-func readLines(r io.Reader, done <-chan struct{}) <-chan string {
-	ch := make(chan string)
-	go func() {
-		defer close(ch)
-		br := bufio.NewReader(r)
-		for {
-			line, err := br.ReadString('\n')
-			if err == nil || line != "" {
-				select {
-				case ch <- strings.TrimRight(line, "\r\n"):
-				case <-done:
-					return
-				}
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	return ch
-}
-
-// refusedOurKey reports whether err is the TLS alert of a peer that
-// rejected our certificate.
-func refusedOurKey(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "remote error" && strings.Contains(op.Err.Error(), "bad certificate")
-}
-
-// pairingMessage says in words why pairing failed.
-func pairingMessage(e *xtls.PairingError) string {
-	bare := e.Peer.Bare()
-	switch e.Reason {
-	case xtls.PairingWrongCode:
-		return fmt.Sprintf("pairing with %s failed: wrong code, the two sides used different codes; nothing was pinned", bare)
-	case xtls.PairingCodeDead:
-		return fmt.Sprintf("pairing with %s failed: the code is used up (it failed three times); make a new one", bare)
-	case xtls.PairingNoCode:
-		if e.Remote {
-			return fmt.Sprintf("%s has no pairing code for us: it must be started with -pair", bare)
-		}
-		return fmt.Sprintf("%s wants to pair, and we have no code: start with -pair", bare)
-	case xtls.PairingRequired:
-		return fmt.Sprintf("%s is not pinned and the listener wants pairing: dial with -pair CODE", bare)
-	}
-	return e.Error()
-}
-
-// confirmPins is the pin file, except that a key pinned on first use or by
-// pairing waits in memory until the program confirms it (the user said
-// yes, or pairing succeeded), so that a key the user did not confirm never
-// reaches the file. Replacing pins (an accepted key change) is written at
-// once.
-type confirmPins struct {
-	xtls.PinStore
-	mu      sync.Mutex
-	pending map[string]xtls.Fingerprint // bare JID -> key
-}
-
-// AddPin implements xtls.PinStore: it holds fp until confirm.
-func (p *confirmPins) AddPin(bare jid.JID, fp xtls.Fingerprint) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.pending == nil {
-		p.pending = make(map[string]xtls.Fingerprint)
-	}
-	p.pending[bare.Bare().String()] = fp
-	return nil
-}
-
-// confirm writes the key held for bare to the pin file.
-func (p *confirmPins) confirm(bare jid.JID) error {
-	p.mu.Lock()
-	fp, ok := p.pending[bare.String()]
-	delete(p.pending, bare.String())
-	p.mu.Unlock()
-	if !ok {
-		return nil
-	}
-	return p.PinStore.AddPin(bare, fp)
-}
-
-// discard forgets the key held for bare.
-func (p *confirmPins) discard(bare jid.JID) {
-	p.mu.Lock()
-	delete(p.pending, bare.String())
-	p.mu.Unlock()
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,11 +10,8 @@ import (
 	"sync"
 	"time"
 
-	"mellium.im/xmpp"
-	"mellium.im/xmpp/jid"
-	"mellium.im/xmpp/stream"
-
 	"github.com/xmppxtls/xtls/examples/internal/cli"
+	"github.com/xmppxtls/xtls/xtls"
 	"github.com/xmppxtls/xtls/xtls/xtlstest"
 )
 
@@ -31,30 +27,10 @@ const demoTimeout = 60 * time.Second
 // listening is what the listener prints once it waits for a chat.
 const listening = "waiting for a chat"
 
-// networkConnect hands out sessions of network, by the full JID of -jid.
-// The instances run one after the other: when one has ended, the network
-// may not have noticed yet that its session is closed, and then the
-// address is still taken; networkConnect then ends that session from the
-// network's side, which frees the address at once.
-func networkConnect(network *xtlstest.Network) connectFunc {
-	return func(ctx context.Context, l cli.Login) (*xmpp.Session, error) {
-		addr, err := jid.Parse(l.JID)
-		if err != nil {
-			return nil, err
-		}
-		s, err := network.Session(ctx, addr)
-		if errors.Is(err, xtlstest.ErrAddrInUse) {
-			network.Disconnect(addr, stream.Error{})
-			s, err = network.Session(ctx, addr)
-		}
-		return s, err
-	}
-}
-
 // stage runs pairs of instances on one in-memory network: Alice listens
 // and Bob dials her, their state in dir.
 type stage struct {
-	connect connectFunc
+	connect cli.ConnectFunc
 	dir     string
 	echo    io.Writer // nil: quiet
 }
@@ -116,7 +92,7 @@ func demo(ctx context.Context, stdout, stderr io.Writer) int {
 	network := xtlstest.NewNetwork()
 	defer network.Close()
 	out := cli.SyncWriter(stdout)
-	s := &stage{connect: networkConnect(network), dir: dir, echo: out}
+	s := &stage{connect: cli.NetworkConnect(network), dir: dir, echo: out}
 	ctx, cancel := context.WithTimeout(ctx, demoTimeout)
 	defer cancel()
 
@@ -171,10 +147,10 @@ func demo(ctx context.Context, stdout, stderr io.Writer) int {
 		},
 		aliceCode: exitTrust, bobCode: exitTrust,
 	}, {
-		title:      "4. Bob read his new key to Alice on the phone: she accepts it with -accept-new-key",
-		aliceFlags: []string{"-accept-new-key"},
+		title:  "4. Bob read his new key to Alice on the phone: she accepts exactly that key with the command the warning named",
+		before: func() error { return acceptKey(out, dir, "bob@example.org") },
 		play: func(ctx context.Context, alice, bob *cli.Term) error {
-			if err := expectAll(ctx, step{alice, "replaces the pinned one"}, step{bob, "chat with"}); err != nil {
+			if err := expectAll(ctx, step{alice, "is the one pinned"}, step{bob, "chat with"}); err != nil {
 				return err
 			}
 			bob.Type("New laptop, same Bob.")
@@ -213,7 +189,7 @@ func demo(ctx context.Context, stdout, stderr io.Writer) int {
 func loopback(ctx context.Context, dir string, stderr io.Writer) int {
 	network := xtlstest.NewNetwork()
 	defer network.Close()
-	s := &stage{connect: networkConnect(network), dir: filepath.Join(dir, "state")}
+	s := &stage{connect: cli.NetworkConnect(network), dir: filepath.Join(dir, "state")}
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		fmt.Fprintln(stderr, "xtls-chat:", err)
 		return exitOther
@@ -289,4 +265,21 @@ func (ww *watchWriter) Write(p []byte) (int, error) {
 		ww.once.Do(func() { close(ww.seen) })
 	}
 	return n, err
+}
+
+// acceptKey runs, as Alice would, the xtls-pins command that accepts the
+// key of peer (read from its certificate, as its user reads it out).
+func acceptKey(out io.Writer, dir, peer string) error {
+	c, err := xtls.LoadCertificatePEM(filepath.Join(dir, peer, "cert.pem"))
+	if err != nil {
+		return err
+	}
+	o := cli.Options{Dir: dir, JID: aliceAddr}
+	cmd := cli.PinsCommand(&o, "accept", peer, xtls.SPKIFingerprint(c.Leaf).String())
+	fmt.Fprintf(out, "alice$ %s\n", cmd)
+	args := []string{"-dir", dir, "-jid", aliceAddr, "accept", peer, xtls.SPKIFingerprint(c.Leaf).String()}
+	if code := cli.RunPins(args, out, out); code != cli.ExitOK {
+		return fmt.Errorf("xtls-pins accept: exit %d", code)
+	}
+	return nil
 }

@@ -11,7 +11,8 @@
 //	xtls-chat -demo
 //
 // On two terminals, Bob waits and Alice calls him (both accounts on real
-// servers; the password comes from $XTLS_PASSWORD or -password):
+// servers; the password comes from $XTLS_PASSWORD, -password-file,
+// -password-command or the profile):
 //
 //	# terminal 1
 //	XTLS_PASSWORD=… xtls-chat -jid bob@example.org/chat listen
@@ -28,36 +29,36 @@
 // key in the pin file, so that the next chat starts without a question;
 // anything else hangs up and pins nothing. No message is sent or shown
 // before that. A peer whose key has changed since it was pinned gets a loud
-// WARNING naming the pinned and the presented keys, and xtls-chat refuses
-// to continue (exit status 5) unless it was started with -accept-new-key,
-// which replaces the pin.
+// WARNING naming the pinned and the presented keys and the exact commands
+// that accept the new key (xtls-pins accept PEER 'FINGERPRINT', once the
+// other person has read it to you) or forget the old one, and xtls-chat
+// refuses to continue (exit status 5).
 //
 // Instead of comparing fingerprints, the two people can pair with a short
 // code: the listener, started with -pair new, prints a fresh code that its
 // user reads to the other person, who dials with -pair CODE (or both give
-// the same code). Only if both used the same code is each key pinned.
+// the same code). Only if both used the same code is each key pinned. A
+// listener whose caller typed a wrong code goes on waiting, so the caller
+// can try again; after three wrong codes the code is used up.
 //
 //	xtls-chat -jid bob@example.org/chat -pair new listen
 //	xtls-chat -jid alice@example.net/chat -pair '0421 7730 5918' dial bob@example.org/chat
 //
 // In the chat, a line typed is sent when Enter is pressed, and the peer's
-// lines are shown as "bob@example.org> text". /quit (or the end of
+// lines are shown as "bob@example.org> text". On a terminal the line being
+// typed is edited in place (golang.org/x/term): a message that arrives is
+// written above it, and the half-typed line stays intact below; Ctrl-C or
+// Ctrl-D on an empty line leaves. /quit (or the end of
 // standard input) ends the chat for both: closing the inner XMPP session
 // closes the TLS connection and the tunnel. A line that starts with / is
 // sent as it is if the / is doubled ("//shrug").
 //
-// Login flags: -jid (required), -server host:port (default: the JID's
-// domain, port 5222), -password (default: $XTLS_PASSWORD), -ca (PEM file
-// of CAs for the server's certificate; default: the system's roots).
-//
-// State: -dir (default: xtls-chat in the user's configuration directory,
-// e.g. ~/.config/xtls-chat) holds a directory per account, named by its
-// bare JID, with cert.pem, our certificate and key, made on first use, and
-// pins.json, the peers' keys (see xtls.FilePinStore). -cert uses another
-// certificate, a PEM file as xtls-cert writes it.
-//
-// -v logs XTLS events (refused tunnels, rejected certificates) on
-// standard error.
+// Flags (before or after the command) and the profile are those of every
+// xtls tool: -jid, -server, -ca, -password-file, -password-command, -cert,
+// -profile, -dir, -timeout, -v (log XTLS events), -q; see xtls-file's
+// documentation. The state directory (~/.config/xtls or $XTLS_DIR) holds
+// our certificate and the pinned keys per account, shared with xtls-pair,
+// xtls-file and xtls-fwd: pair once, and every tool trusts the peer.
 //
 // For scripts, -loopback DIR runs two instances in this process on an
 // in-memory network: alice@example.net/chat listens and bob@example.org/chat
@@ -66,51 +67,45 @@
 // DIR/bob.out, which the script makes with mkfifo and opens in that order
 // (see chat_test.sh).
 //
-// Exit status:
+// Exit status, the same in every xtls tool:
 //
-//	0  the chat ended with /quit, or the peer left
-//	1  another failure, or interrupted
-//	2  bad usage
-//	3  logging in to the server failed
-//	4  the peer is offline, does not speak XTLS, or refused the chat
-//	5  the peer is not trusted: its key changed, the fingerprints were not
-//	   confirmed, or pairing failed; or the peer hung up before the chat
-//	   started (it refused our key, say)
-//	6  the chat broke off
+//	0    the chat ended with /quit, or the peer left
+//	1    another failure
+//	2    bad usage: flags, arguments, profile
+//	3    logging in failed: server unreachable or not XMPP, -timeout
+//	     passed, its certificate did not verify, wrong password
+//	4    the peer is offline, does not speak XTLS, or refused the chat
+//	5    trust: the peer's key changed, the fingerprints were not
+//	     confirmed, pairing failed, or the peer hung up before the chat
+//	     started (it refused our key, say)
+//	6    the chat broke off
+//	130  interrupted here (Ctrl-C, SIGTERM, SIGHUP)
 package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
 	"io"
 	"os"
-	"os/signal"
 
-	"mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
 
 	"github.com/xmppxtls/xtls/examples/internal/cli"
 )
 
-// Exit codes of run.
+// Exit codes of run: the same in every xtls tool.
 const (
-	exitOK    = 0
-	exitOther = 1
-	exitUsage = 2
-	exitLogin = 3
-	exitPeer  = 4
-	exitTrust = 5
-	exitLost  = 6
+	exitOK          = cli.ExitOK
+	exitOther       = cli.ExitOther
+	exitUsage       = cli.ExitUsage
+	exitLogin       = cli.ExitLogin
+	exitPeer        = cli.ExitPeer
+	exitTrust       = cli.ExitTrust
+	exitLost        = cli.ExitBroken
+	exitInterrupted = cli.ExitInterrupted
 )
 
-// connectFunc logs in and returns a bound session: cli.Connect for a real
-// server, an in-memory network's Session in tests, -demo and -loopback.
-type connectFunc func(ctx context.Context, l cli.Login) (*xmpp.Session, error)
-
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := cli.SignalContext(context.Background())
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -123,7 +118,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 }
 
 // runWith is run with the sessions coming from connect.
-func runWith(ctx context.Context, connect connectFunc, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+func runWith(ctx context.Context, connect cli.ConnectFunc, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	o, code := parse(args, stderr)
 	if code >= 0 {
 		return code
@@ -139,65 +134,50 @@ func runWith(ctx context.Context, connect connectFunc, args []string, stdin io.R
 
 // options are the parsed command line.
 type options struct {
-	login        cli.Login
-	self         jid.JID // -jid
-	listen       bool
-	peer         jid.JID // dial's argument
-	certFile     string
-	dir          string
-	pair         string // a code, or "new"
-	acceptNewKey bool
-	verbose      bool
-	demo         bool
-	loopback     string
+	cli.Options
+	self     jid.JID
+	listen   bool
+	peer     jid.JID // dial's argument
+	pair     string  // a code, or "new"
+	demo     bool
+	loopback string
 }
 
 // parse parses the command line. It returns a non-negative exit status if
 // the program must stop (bad usage, or -help).
 func parse(args []string, stderr io.Writer) (*options, int) {
-	fs := flag.NewFlagSet("xtls-chat", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var o options
-	var self string
-	cli.LoginFlags(fs, &o.login, &self)
-	fs.StringVar(&o.certFile, "cert", "", "our certificate and key, a PEM `file` (default: DIR/BARE-JID/cert.pem, made on first use)")
-	fs.StringVar(&o.dir, "dir", cli.DefaultDir("xtls-chat"), "state `directory`: our certificate and the pinned keys, per account")
-	fs.StringVar(&o.pair, "pair", "", "pair on first contact with `code` instead of comparing fingerprints (listen: \"new\" prints a fresh one)")
-	fs.BoolVar(&o.acceptNewKey, "accept-new-key", false, "accept a peer whose key changed since it was pinned, and pin the new key")
-	fs.BoolVar(&o.verbose, "v", false, "log XTLS events on standard error")
-	fs.BoolVar(&o.demo, "demo", false, "play a scripted chat between two instances on an in-memory network")
-	fs.StringVar(&o.loopback, "loopback", "", "run two instances on an in-memory network, talking through the named pipes in `dir` (for scripts)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: xtls-chat [flags] listen")
-		fmt.Fprintln(stderr, "       xtls-chat [flags] dial PEER_FULL_JID")
-		fmt.Fprintln(stderr, "       xtls-chat -demo")
-		fs.PrintDefaults()
+	p := cli.NewParser("xtls-chat", `usage: xtls-chat [flags] listen
+       xtls-chat [flags] dial PEER_FULL_JID
+       xtls-chat -demo`, &o.Options, stderr)
+	p.FS.StringVar(&o.pair, "pair", "", "pair on first contact with `code` instead of comparing fingerprints (listen: \"new\" prints a fresh one)")
+	p.FS.BoolVar(&o.demo, "demo", false, "play a scripted chat between two instances on an in-memory network")
+	p.FS.StringVar(&o.loopback, "loopback", "", "run two instances on an in-memory network, talking through the named pipes in `dir` (for scripts)")
+	words, code := p.ParseFlags(args)
+	if code >= 0 {
+		return nil, code
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, exitOK
-		}
-		return nil, exitUsage
-	}
-	usage := func(format string, a ...any) (*options, int) {
-		fmt.Fprintf(stderr, "xtls-chat: "+format+"\n", a...)
-		fs.Usage()
-		return nil, exitUsage
-	}
+	usage := func(format string, a ...any) (*options, int) { return nil, p.Usagef(format, a...) }
 	if o.demo || o.loopback != "" {
 		if o.demo && o.loopback != "" {
 			return usage("-demo or -loopback, not both")
 		}
-		if fs.NArg() > 0 || self != "" {
+		if len(words) > 0 || o.JID != "" {
 			return usage("-demo and -loopback take no other argument and no -jid")
 		}
 		return &o, -1
 	}
-	cmd, err := cli.ParseCommand(self, fs.Args())
+	if err := o.Resolve(); err != nil {
+		return usage("%v", err)
+	}
+	self, err := o.Self()
 	if err != nil {
 		return usage("%v", err)
 	}
-	o.self, o.login.JID, o.listen, o.peer = cmd.Self, self, cmd.Listen, cmd.Peer
+	o.self = self
+	if o.listen, o.peer, err = cli.ParseListenDial(words); err != nil {
+		return usage("%v", err)
+	}
 	if !o.listen {
 		if o.peer.Bare().Equal(o.self.Bare()) {
 			return usage("dial %s: that is our own account", o.peer)

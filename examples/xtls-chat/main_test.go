@@ -58,7 +58,7 @@ func newWorld(t *testing.T) *world {
 // start runs xtls-chat -dir DIR args... on a new terminal.
 func (w *world) start(name string, args ...string) *cli.Term {
 	term := cli.NewTerm(name, nil)
-	connect := networkConnect(w.network)
+	connect := cli.NetworkConnect(w.network)
 	args = append([]string{"-dir", w.dir}, args...)
 	term.Start(func(stdin io.Reader, stdout, stderr io.Writer) int {
 		return runWith(w.ctx, connect, args, stdin, stdout, stderr)
@@ -293,9 +293,10 @@ func TestFirstContactEOF(t *testing.T) {
 	w.wantPins(bobBare, aliceBare)
 }
 
-// A listener that sees a changed key warns loudly, names both keys, keeps
-// the old pin and exits 5; the dialer is told its key was refused. Started
-// with -accept-new-key, the listener pins the new key and the chat goes on.
+// A listener that sees a changed key warns loudly, names both keys and
+// the commands that fix it, keeps the old pin and exits 5; the dialer is
+// told its key was refused. After the accept command the warning named,
+// run as printed, the new key is the one pinned and the chat goes on.
 func TestKeyChangeSeenByListener(t *testing.T) {
 	w := newWorld(t)
 	w.firstContact()
@@ -314,8 +315,7 @@ func TestKeyChangeSeenByListener(t *testing.T) {
 	if newKey == oldKey {
 		t.Fatal("Bob's key did not change")
 	}
-	w.expect(alice, "Refusing to continue")
-	w.expect(alice, "-accept-new-key")
+	fix := strings.TrimPrefix(strings.TrimSpace(w.expect(alice, "xtls-pins ")), "!!!")
 	w.exit(alice, exitTrust)
 	w.expect(bob, "refused our key") // Dial waits for the listener's verdict
 	w.exit(bob, exitTrust)
@@ -324,11 +324,10 @@ func TestKeyChangeSeenByListener(t *testing.T) {
 		t.Errorf("the warning names %s as the new key, Bob's is %s", newKey, got)
 	}
 
-	alice = w.listen("-accept-new-key")
+	w.runFix(fix)
+	alice = w.listen()
 	bob = w.dial()
-	w.expect(alice, "WARNING")
-	w.expect(alice, "the new key replaces the pinned one")
-	w.expect(alice, "new key replaces the pinned one (-accept-new-key)")
+	w.expect(alice, "is the one pinned")
 	w.expect(bob, "chat with")
 	w.say(bob, alice, bobBare, "new laptop")
 	bob.Type("/quit")
@@ -339,9 +338,36 @@ func TestKeyChangeSeenByListener(t *testing.T) {
 	w.noLine(alice, "type yes")
 }
 
+// runFix runs an xtls-pins command line as printed.
+func (w *world) runFix(line string) {
+	w.t.Helper()
+	words := strings.Fields(strings.TrimSpace(line))
+	if len(words) < 2 || words[0] != "xtls-pins" {
+		w.t.Fatalf("not an xtls-pins command: %q", line)
+	}
+	// The fingerprint is quoted, in groups: join what the quotes hold.
+	var args []string
+	for i := 1; i < len(words); i++ {
+		if strings.HasPrefix(words[i], "'") {
+			j := i
+			for !strings.HasSuffix(words[j], "'") {
+				j++
+			}
+			args = append(args, strings.Trim(strings.Join(words[i:j+1], " "), "'"))
+			i = j
+			continue
+		}
+		args = append(args, words[i])
+	}
+	var out bytes.Buffer
+	if code := cli.RunPins(args, &out, &out); code != cli.ExitOK {
+		w.t.Fatalf("%s: exit %d\n%s", line, code, out.String())
+	}
+}
+
 // A dialer that sees a changed key warns and exits 5; the listener, told
 // that its key was refused, goes on waiting, and takes the call of the
-// same dialer started with -accept-new-key.
+// same dialer once its user has run the accept command it was shown.
 func TestKeyChangeSeenByDialer(t *testing.T) {
 	w := newWorld(t)
 	w.firstContact()
@@ -360,13 +386,15 @@ func TestKeyChangeSeenByDialer(t *testing.T) {
 	if got := w.shownKey(w.expect(bob, "presented:")); got != newKey {
 		t.Errorf("warning names %s as the new key, want %s", got, newKey)
 	}
+	fix := strings.TrimPrefix(strings.TrimSpace(w.expect(bob, "xtls-pins ")), "!!!")
 	w.expect(bob, "refused the changed key of alice@example.net")
 	w.exit(bob, exitTrust)
 	w.expect(alice, "a call from bob@example.org/chat failed")
 	w.wantPins(bobBare, aliceBare, oldKey)
 
-	bob = w.dial("-accept-new-key")
-	w.expect(bob, "new key replaces the pinned one")
+	w.runFix(fix)
+	bob = w.dial()
+	w.expect(bob, "is the one pinned")
 	w.expect(alice, "chat with")
 	w.say(alice, bob, aliceBare, "still me")
 	alice.Type("/quit")
@@ -415,19 +443,36 @@ func TestPair(t *testing.T) {
 	w.exit(bob, exitOK)
 }
 
-// A wrong code fails on both sides, with a clear message, and pins
-// nothing.
+// A wrong code fails the dialer, with a clear message, and pins nothing;
+// the listener says so and goes on waiting, so the other side can try
+// again, and with the right code they chat. Three wrong tries use the
+// code up: then the listener gives up too.
 func TestPairWrongCode(t *testing.T) {
 	w := newWorld(t)
 	alice := w.listen("-pair", "1111 2222 3333")
 	bob := w.dial("-pair", "1111 2222 3334")
-	w.expect(alice, "pairing with bob@example.org failed: wrong code")
+	if line := w.expect(alice, "pairing with bob@example.org failed: wrong code"); !strings.Contains(line, "may try again") {
+		t.Errorf("the listener does not say the other side may try again: %q", line)
+	}
 	w.expect(bob, "pairing with alice@example.net failed: wrong code")
-	w.exit(alice, exitTrust)
 	w.exit(bob, exitTrust)
 	w.wantPins(aliceBare, bobBare)
 	w.wantPins(bobBare, aliceBare)
 	w.noLine(alice, "chat with")
+	bob = w.dial("-pair", "1111 2222 3333")
+	w.expect(alice, "paired with bob@example.org")
+	w.expect(bob, "chat with")
+	bob.Type("/quit")
+	w.exit(alice, exitOK)
+	w.exit(bob, exitOK)
+
+	carol := w.listen("-pair", "4444 5555 6666")
+	for range 3 {
+		bob = w.dial("-pair", "4444 5555 6660")
+		w.exit(bob, exitTrust)
+	}
+	w.expect(carol, "the code is used up")
+	w.exit(carol, exitTrust)
 }
 
 // A dialer with a code that the listener does not have is told so.
@@ -519,7 +564,7 @@ func TestLoginFails(t *testing.T) {
 	if code != exitLogin || !strings.Contains(stderr.String(), "not-authorized") {
 		t.Errorf("status %d, stderr %q", code, stderr.String())
 	}
-	if want := (cli.Login{Server: "localhost:5223", JID: aliceAddr, Password: "secret", CAFile: "ca.pem"}); got != want {
+	if want := (cli.Login{Server: "localhost:5223", JID: aliceAddr, Password: "secret", CAFile: "ca.pem", Timeout: cli.DefaultTimeout}); got != want {
 		t.Errorf("login %+v, want %+v", got, want)
 	}
 }

@@ -2,17 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
-
-	"mellium.im/xmpp"
-	"mellium.im/xmpp/jid"
-	"mellium.im/xmpp/stream"
 
 	"github.com/xmppxtls/xtls/examples/internal/cli"
 	"github.com/xmppxtls/xtls/xtls/xtlstest"
@@ -27,30 +22,10 @@ const (
 // demoTimeout bounds the whole demo.
 const demoTimeout = 60 * time.Second
 
-// networkConnect hands out sessions of network, by the full JID of -jid.
-// The instances run one after the other: when one has ended, the network
-// may not have noticed yet that its session is closed, and then the
-// address is still taken; networkConnect then ends that session from the
-// network's side, which frees the address at once.
-func networkConnect(network *xtlstest.Network) connectFunc {
-	return func(ctx context.Context, l cli.Login) (*xmpp.Session, error) {
-		addr, err := jid.Parse(l.JID)
-		if err != nil {
-			return nil, err
-		}
-		s, err := network.Session(ctx, addr)
-		if errors.Is(err, xtlstest.ErrAddrInUse) {
-			network.Disconnect(addr, stream.Error{})
-			s, err = network.Session(ctx, addr)
-		}
-		return s, err
-	}
-}
-
 // scene runs one pairing on network, state in dir: Alice listens, Bob
 // dials her and types the code that typed returns, given the one Alice
 // shows. It returns both terminals, whose programs have ended.
-func scene(ctx context.Context, connect connectFunc, dir string, echo io.Writer, typed func(shown string) string) (alice, bob *cli.Term, err error) {
+func scene(ctx context.Context, connect cli.ConnectFunc, dir string, echo io.Writer, typed func(shown string) []string) (alice, bob *cli.Term, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	start := func(t *cli.Term, args ...string) {
@@ -75,12 +50,21 @@ func scene(ctx context.Context, connect connectFunc, dir string, echo io.Writer,
 		cancel()
 		return alice, bob, err
 	}
-	bob.Type(typed(strings.TrimSpace(strings.SplitN(line, ":", 2)[1])))
+	for i, t := range typed(strings.TrimSpace(strings.SplitN(line, ":", 2)[1])) {
+		if i > 0 {
+			if _, err := bob.Expect(ctx, "type the code again"); err != nil {
+				cancel()
+				return alice, bob, err
+			}
+		}
+		bob.Type(t)
+	}
 	return alice, bob, nil
 }
 
 // demo pairs Alice and Bob on an in-memory network, once with the right
-// code and once with a wrong one, and prints what both see.
+// code, once with a wrong one and then the right one, once with three
+// wrong ones, and prints what both see.
 func demo(ctx context.Context, stdout, stderr io.Writer) int {
 	dir, err := os.MkdirTemp("", "xtls-pair-demo-")
 	if err != nil {
@@ -90,7 +74,7 @@ func demo(ctx context.Context, stdout, stderr io.Writer) int {
 	defer os.RemoveAll(dir)
 	network := xtlstest.NewNetwork()
 	defer network.Close()
-	connect := networkConnect(network)
+	connect := cli.NetworkConnect(network)
 	out := cli.SyncWriter(stdout)
 	ctx, cancel := context.WithTimeout(ctx, demoTimeout)
 	defer cancel()
@@ -100,11 +84,14 @@ func demo(ctx context.Context, stdout, stderr io.Writer) int {
 	fmt.Fprintln(out, "terminal shows, \"bob <\" what Bob types.")
 	acts := []struct {
 		title string
-		typed func(shown string) string
+		typed func(shown string) []string
 		want  int
 	}{
-		{"1. Bob types the code Alice reads to him", func(shown string) string { return shown }, exitOK},
-		{"2. From scratch (new keys, nothing pinned), but Bob mistypes the last digit", wrongDigit, exitTrust},
+		{"1. Bob types the code Alice reads to him", func(shown string) []string { return []string{shown} }, exitOK},
+		{"2. From scratch (new keys, nothing pinned): Bob mistypes the last digit, is asked again, and gets it right",
+			func(shown string) []string { return []string{wrongDigit(shown), shown} }, exitOK},
+		{"3. From scratch: Bob gets it wrong three times, and the code is used up",
+			func(shown string) []string { w := wrongDigit(shown); return []string{w, w, w} }, exitTrust},
 	}
 	for i, a := range acts {
 		fmt.Fprintf(out, "\n== %s ==\n", a.title)

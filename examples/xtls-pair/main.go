@@ -20,66 +20,59 @@
 //	XTLS_PASSWORD=… xtls-pair -jid alice@example.net/pair dial bob@example.org/pair
 //
 // Both then print "paired with PEER: pinned FINGERPRINT", Alice connects
-// again without a code, and both print "reconnected: trust pinned". A wrong
-// code pins nothing: both sides say so, and exit with status 5; the code is
-// then void, and the listener makes a new one when it is started again.
+// again without a code, and both print "reconnected: trust pinned".
 //
 // Without a server, -demo runs both sides in this process on an in-memory
 // network, once with the right code and once with a wrong one, and prints
 // what each side shows.
 //
-// Login flags: -jid (required), -server host:port (default: the JID's
-// domain, port 5222), -password (default: $XTLS_PASSWORD), -ca (PEM file
-// of CAs for the server's certificate; default: the system's roots).
+// Flags (before or after the command) and the profile are those of every
+// xtls tool: -jid, -server, -ca, -password-file, -password-command, -cert,
+// -profile, -dir, -timeout, -v (log XTLS events), -q; see xtls-file's
+// documentation. The keys are pinned in the state directory that every
+// xtls tool shares (~/.config/xtls or $XTLS_DIR, one directory per
+// account): once paired, xtls-chat, xtls-file and xtls-fwd trust the peer.
 //
-// State: -dir (default: xtls-pair in the user's configuration directory,
-// e.g. ~/.config/xtls-pair) holds a directory per account, named by its
-// bare JID, with cert.pem, our certificate and key, made on first use, and
-// pins.json, the peers' keys (see xtls.FilePinStore). xtls-chat keeps the
-// same layout, so -dir ~/.config/xtls-chat pairs for xtls-chat. -cert uses
-// another certificate, a PEM file as xtls-cert writes it.
+// A wrong code pins nothing: both sides say so, the dialer asks for the
+// code again, and the listener goes on waiting; after three wrong codes
+// the code is used up, both sides exit with status 5, and the listener
+// makes a new code when it is started again.
 //
-// Exit status:
+// Exit status, the same in every xtls tool:
 //
-//	0  paired, and reconnected with the pinned key
-//	1  another failure, or interrupted
-//	2  bad usage
-//	3  logging in to the server failed
-//	4  the peer is offline, does not speak XTLS, or refused the connection
-//	5  pairing failed (a wrong code, say), or the peer is not trusted
+//	0    paired, and reconnected with the pinned key
+//	1    another failure
+//	2    bad usage: flags, arguments, profile
+//	3    logging in failed: server unreachable or not XMPP, -timeout
+//	     passed, its certificate did not verify, wrong password
+//	4    the peer is offline, does not speak XTLS, or refused the connection
+//	5    pairing failed (three wrong codes, say), or the peer is not trusted
+//	130  interrupted here (Ctrl-C, SIGTERM, SIGHUP)
 package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
 	"io"
 	"os"
-	"os/signal"
 
-	"mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
 
 	"github.com/xmppxtls/xtls/examples/internal/cli"
 )
 
-// Exit codes of run.
+// Exit codes of run: the same in every xtls tool.
 const (
-	exitOK    = 0
-	exitOther = 1
-	exitUsage = 2
-	exitLogin = 3
-	exitPeer  = 4
-	exitTrust = 5
+	exitOK          = cli.ExitOK
+	exitOther       = cli.ExitOther
+	exitUsage       = cli.ExitUsage
+	exitLogin       = cli.ExitLogin
+	exitPeer        = cli.ExitPeer
+	exitTrust       = cli.ExitTrust
+	exitInterrupted = cli.ExitInterrupted
 )
 
-// connectFunc logs in and returns a bound session: cli.Connect for a real
-// server, an in-memory network's Session in tests and -demo.
-type connectFunc func(ctx context.Context, l cli.Login) (*xmpp.Session, error)
-
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := cli.SignalContext(context.Background())
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -92,7 +85,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 }
 
 // runWith is run with the sessions coming from connect.
-func runWith(ctx context.Context, connect connectFunc, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+func runWith(ctx context.Context, connect cli.ConnectFunc, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	o, code := parse(args, stderr)
 	if code >= 0 {
 		return code
@@ -105,60 +98,45 @@ func runWith(ctx context.Context, connect connectFunc, args []string, stdin io.R
 
 // options are the parsed command line.
 type options struct {
-	login    cli.Login
-	self     jid.JID // -jid
-	listen   bool
-	peer     jid.JID // dial's argument
-	certFile string
-	dir      string
-	verbose  bool
-	demo     bool
+	cli.Options
+	self   jid.JID
+	listen bool
+	peer   jid.JID // dial's argument
+	demo   bool
 }
 
 // parse parses the command line. It returns a non-negative exit status if
 // the program must stop (bad usage, or -help).
 func parse(args []string, stderr io.Writer) (*options, int) {
-	fs := flag.NewFlagSet("xtls-pair", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var o options
-	var self string
-	cli.LoginFlags(fs, &o.login, &self)
-	fs.StringVar(&o.certFile, "cert", "", "our certificate and key, a PEM `file` (default: DIR/BARE-JID/cert.pem, made on first use)")
-	fs.StringVar(&o.dir, "dir", cli.DefaultDir("xtls-pair"), "state `directory`: our certificate and the pinned keys, per account")
-	fs.BoolVar(&o.verbose, "v", false, "log XTLS events on standard error")
-	fs.BoolVar(&o.demo, "demo", false, "pair two accounts on an in-memory network, with the right code and with a wrong one")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: xtls-pair [flags] listen")
-		fmt.Fprintln(stderr, "       xtls-pair [flags] dial PEER_FULL_JID")
-		fmt.Fprintln(stderr, "       xtls-pair -demo")
-		fs.PrintDefaults()
+	p := cli.NewParser("xtls-pair", `usage: xtls-pair [flags] listen
+       xtls-pair [flags] dial PEER_FULL_JID
+       xtls-pair -demo`, &o.Options, stderr)
+	p.FS.BoolVar(&o.demo, "demo", false, "pair two accounts on an in-memory network, with the right code and with a wrong one")
+	words, code := p.ParseFlags(args)
+	if code >= 0 {
+		return nil, code
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, exitOK
-		}
-		return nil, exitUsage
-	}
-	usage := func(format string, a ...any) (*options, int) {
-		fmt.Fprintf(stderr, "xtls-pair: "+format+"\n", a...)
-		fs.Usage()
-		return nil, exitUsage
-	}
+	usage := func(format string, a ...any) (*options, int) { return nil, p.Usagef(format, a...) }
 	if o.demo {
-		if fs.NArg() > 0 || self != "" {
+		if len(words) > 0 || o.JID != "" {
 			return usage("-demo takes no other argument and no -jid")
 		}
 		return &o, -1
 	}
-	cmd, err := cli.ParseCommand(self, fs.Args())
+	if err := o.Resolve(); err != nil {
+		return usage("%v", err)
+	}
+	self, err := o.Self()
 	if err != nil {
 		return usage("%v", err)
 	}
-	o.self, o.login.JID, o.listen, o.peer = cmd.Self, self, cmd.Listen, cmd.Peer
-	if !o.listen {
-		if o.peer.Bare().Equal(o.self.Bare()) {
-			return usage("dial %s: that is our own account", o.peer)
-		}
+	o.self = self
+	if o.listen, o.peer, err = cli.ParseListenDial(words); err != nil {
+		return usage("%v", err)
+	}
+	if !o.listen && o.peer.Bare().Equal(o.self.Bare()) {
+		return usage("dial %s: that is our own account", o.peer)
 	}
 	return &o, -1
 }

@@ -55,7 +55,7 @@ func newWorld(t *testing.T) *world {
 // start runs xtls-pair -dir DIR args... on a new terminal.
 func (w *world) start(name string, args ...string) *cli.Term {
 	term := cli.NewTerm(name, nil)
-	connect := networkConnect(w.network)
+	connect := cli.NetworkConnect(w.network)
 	args = append([]string{"-dir", w.dir}, args...)
 	term.Start(func(stdin io.Reader, stdout, stderr io.Writer) int {
 		return runWith(w.ctx, connect, args, stdin, stdout, stderr)
@@ -159,7 +159,8 @@ func TestPairRightCode(t *testing.T) {
 	}
 }
 
-// A wrong code pins nothing, and both sides say why and exit 5.
+// A wrong code pins nothing; both sides say why, the dialer asks again
+// and the listener goes on waiting, and the right code then pairs.
 func TestPairWrongCode(t *testing.T) {
 	w := newWorld(t)
 	alice, code := w.listen()
@@ -167,6 +168,24 @@ func TestPairWrongCode(t *testing.T) {
 	bob.Type(wrongDigit(code))
 	w.expect(bob, "pairing with alice@example.net failed: wrong code: the code typed here is not the one alice@example.net shows")
 	w.expect(alice, "pairing with bob@example.org failed: wrong code: bob@example.org typed another code than ours")
+	w.expect(bob, "type the code again (2 more tries)")
+	w.wantPins(aliceBare, bobBare)
+	w.wantPins(bobBare, aliceBare)
+	bob.Type(code)
+	w.expect(bob, "reconnected: trust pinned")
+	w.expect(alice, "reconnected: trust pinned")
+	w.exit(alice, exitOK)
+	w.exit(bob, exitOK)
+}
+
+// Three wrong codes use the code up: nothing is pinned, both exit 5.
+func TestPairThreeWrongCodes(t *testing.T) {
+	w := newWorld(t)
+	alice, code := w.listen()
+	bob := w.dial()
+	for range 3 {
+		bob.Type(wrongDigit(code))
+	}
 	w.exit(alice, exitTrust)
 	w.exit(bob, exitTrust)
 	w.wantPins(aliceBare, bobBare)
@@ -219,13 +238,14 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("exit status %d; stderr:\n%s\nstdout:\n%s", code, stderr.String(), stdout.String())
 	}
 	out := stdout.String()
-	first, second, ok := strings.Cut(out, "== 2.")
-	if !ok {
-		t.Fatalf("no second act:\n%s", out)
+	first, rest, ok := strings.Cut(out, "== 2.")
+	second, third, ok2 := strings.Cut(rest, "== 3.")
+	if !ok || !ok2 {
+		t.Fatalf("not three acts:\n%s", out)
 	}
 	shown := regexp.MustCompile(`alice \| pairing code: (\d{4} \d{4} \d{4})`).FindAllStringSubmatch(out, -1)
-	if len(shown) != 2 {
-		t.Fatalf("want two codes shown:\n%s", out)
+	if len(shown) != 3 {
+		t.Fatalf("want three codes shown:\n%s", out)
 	}
 	for _, want := range []string{
 		"bob   < " + shown[0][1],
@@ -242,15 +262,17 @@ func TestDemo(t *testing.T) {
 	for _, want := range []string{
 		"bob   < " + wrongDigit(shown[1][1]),
 		"bob   | xtls-pair: pairing with alice@example.net failed: wrong code",
-		"alice | xtls-pair: pairing with bob@example.org failed: wrong code",
-		"(exit status: alice 5, bob 5)",
+		"alice | pairing with bob@example.org failed: wrong code",
+		"bob   < " + shown[1][1],
+		"bob   | reconnected: trust pinned",
+		"(exit status: alice 0, bob 0)",
 	} {
 		if !strings.Contains(second, want) {
 			t.Errorf("no %q in the second act:\n%s", want, second)
 		}
 	}
-	if strings.Contains(second, "paired with") {
-		t.Errorf("paired with a wrong code:\n%s", second)
+	if !strings.Contains(third, "(exit status: alice 5, bob 5)") || strings.Contains(third, "paired with") {
+		t.Errorf("the third act:\n%s", third)
 	}
 	if stderr.Len() > 0 {
 		t.Errorf("stderr: %s", stderr.String())

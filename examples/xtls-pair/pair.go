@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -43,13 +42,9 @@ type pairer struct {
 	id    *cli.Identity
 	party *cli.Party
 	// failed receives the handshakes of tunnels peers opened that failed.
-	failed chan failure
-}
-
-// failure is a handshake that failed on the listening side.
-type failure struct {
-	peer jid.JID
-	err  error
+	failed <-chan cli.Failed
+	// lastWrong says that the last dial failed for a wrong pairing code.
+	lastWrong bool
 }
 
 // say prints a line.
@@ -64,11 +59,13 @@ func (p *pairer) fail(code int, format string, a ...any) int {
 }
 
 // pair runs the program as the options say.
-func pair(ctx context.Context, connect connectFunc, o *options, stdin io.Reader, stdout, stderr io.Writer) int {
-	p := &pairer{o: o, out: cli.SyncWriter(stdout), errw: cli.SyncWriter(stderr), failed: make(chan failure, 16)}
-	id, err := cli.OpenIdentity(o.dir, o.self, o.certFile)
+func pair(ctx context.Context, connect cli.ConnectFunc, o *options, stdin io.Reader, stdout, stderr io.Writer) int {
+	p := &pairer{o: o, out: cli.SyncWriter(stdout), errw: cli.SyncWriter(stderr)}
+	failed, acceptFailed := cli.Failures()
+	p.failed = failed
+	id, err := o.OpenIdentity(o.self)
 	if err != nil {
-		if o.certFile != "" {
+		if o.CertFile != "" {
 			return p.fail(exitUsage, "-cert: %v", err)
 		}
 		return p.fail(exitOther, "%v", err)
@@ -79,15 +76,8 @@ func pair(ctx context.Context, connect connectFunc, o *options, stdin io.Reader,
 		Pins:        id.Pins,
 		// A tunnel the peer opened whose handshake or pairing failed never
 		// reaches Accept; AcceptFailed says why.
-		AcceptFailed: func(peer jid.JID, err error) {
-			select {
-			case p.failed <- failure{peer, err}:
-			default:
-			}
-		},
-	}
-	if o.verbose {
-		cfg.Logger = slog.New(slog.NewTextHandler(p.errw, nil))
+		AcceptFailed: acceptFailed,
+		Logger:       o.Logger(p.errw),
 	}
 	var code string
 	var used atomic.Bool // the code has paired: it is not good for another
@@ -101,8 +91,11 @@ func pair(ctx context.Context, connect connectFunc, o *options, stdin io.Reader,
 		}
 	}
 
-	s, err := connect(ctx, o.login)
+	s, err := connect(ctx, o.Login())
 	if err != nil {
+		if ctx.Err() != nil {
+			return p.fail(exitInterrupted, "%v", cli.Why(ctx))
+		}
 		return p.fail(exitLogin, "%v", err)
 	}
 	p.party = cli.Serve(s, cfg)
@@ -169,47 +162,26 @@ func (p *pairer) listen(ctx context.Context, code string, used *atomic.Bool) int
 // reported. It returns the connection or, if there is none, the exit
 // status.
 func (p *pairer) accept(ctx context.Context, ln net.Listener, from jid.JID) (*xtls.Conn, int) {
-	type accepted struct {
-		conn net.Conn
-		err  error
-	}
-	got := make(chan accepted, 1)
-	go func() {
-		conn, err := ln.Accept()
-		got <- accepted{conn, err}
-	}()
-	stop := func() {
-		ln.Close()
-		if a := <-got; a.conn != nil {
-			a.conn.Close()
+	wrong := 0 // wrong codes so far
+	conn, err := cli.Accept(ctx, ln, p.failed, failGrace, func(f cli.Failed) error {
+		var pe *xtls.PairingError
+		switch {
+		case errors.As(f.Err, &pe) && pe.Reason == xtls.PairingWrongCode && wrong < cli.PairingTries-1:
+			// The other side may try again, until the code is used up.
+			wrong++
+			p.say("pairing with %s failed: wrong code: %s typed another code than ours; nothing was pinned. "+
+				"It may try again (%d more); still waiting", pe.Peer.Bare(), pe.Peer.Bare(), cli.PairingTries-wrong)
+		case errors.As(f.Err, &pe) && (from.String() == "" || f.Peer.Bare().Equal(from)):
+			return cli.Fail(exitTrust, "%s", pairingMessage(pe, false))
+		default:
+			p.say("a connection from %s failed (%v); still waiting", f.Peer, f.Err)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, p.fail(cli.Code(err), "%v", err)
 	}
-	for {
-		select {
-		case a := <-got:
-			if a.err != nil {
-				return nil, p.fail(exitOther, "%v", a.err)
-			}
-			return a.conn.(*xtls.Conn), exitOK
-		case f := <-p.failed:
-			var pe *xtls.PairingError
-			if errors.As(f.err, &pe) && (from.String() == "" || f.peer.Bare().Equal(from)) {
-				stop()
-				// See failGrace.
-				t := time.NewTimer(failGrace)
-				select {
-				case <-t.C:
-				case <-ctx.Done():
-				}
-				t.Stop()
-				return nil, p.fail(exitTrust, "%s", pairingMessage(pe, false))
-			}
-			p.say("a connection from %s failed (%v); still waiting", f.peer, f.err)
-		case <-ctx.Done():
-			stop()
-			return nil, p.fail(exitOther, "interrupted")
-		}
-	}
+	return conn, exitOK
 }
 
 // drain reads conn until the peer closes its direction, then closes
@@ -222,9 +194,9 @@ func (p *pairer) drain(ctx context.Context, conn *xtls.Conn) error {
 	if cerr := conn.Close(); err == nil {
 		err = cerr
 	}
-	awaitTunnel(conn, tunnelCloseTimeout)
+	cli.AwaitTunnel(conn, tunnelCloseTimeout)
 	if ctx.Err() != nil {
-		return errors.New("interrupted")
+		return cli.Why(ctx)
 	}
 	if err != nil {
 		return fmt.Errorf("waiting for %s to close: %w", conn.State().Peer, err)
@@ -236,20 +208,28 @@ func (p *pairer) drain(ctx context.Context, conn *xtls.Conn) error {
 func (p *pairer) dial(ctx context.Context, stdin io.Reader) int {
 	peer := p.o.peer
 	p.say("type the pairing code that %s shows, then Enter:", peer)
-	line, err := readLine(ctx, stdin)
-	if ctx.Err() != nil {
-		return p.fail(exitOther, "interrupted")
-	}
-	code := strings.TrimSpace(line)
-	if code == "" {
-		if err != nil {
-			return p.fail(exitOther, "no code typed: nothing paired (%v)", err)
+	lines := bufio.NewReader(stdin)
+	var conn *xtls.Conn
+	for try := 1; conn == nil; try++ {
+		line, err := readLine(ctx, lines)
+		if ctx.Err() != nil {
+			return p.fail(exitInterrupted, "%v", cli.Why(ctx))
 		}
-		return p.fail(exitOther, "no code typed: nothing paired")
-	}
-	conn, status := p.connect(ctx, xtls.WithPairingCode(code))
-	if conn == nil {
-		return status
+		code := strings.TrimSpace(line)
+		if code == "" {
+			if err != nil {
+				return p.fail(exitOther, "no code typed: nothing paired (%v)", err)
+			}
+			return p.fail(exitOther, "no code typed: nothing paired")
+		}
+		var status int
+		conn, status = p.connect(ctx, xtls.WithPairingCode(code))
+		if conn == nil && (!p.lastWrong || try == cli.PairingTries) {
+			return status
+		}
+		if conn == nil {
+			p.say("type the code again (%d more tries), then Enter:", cli.PairingTries-try)
+		}
 	}
 	st := conn.State()
 	if st.Trust != xtls.TrustPaired {
@@ -259,7 +239,7 @@ func (p *pairer) dial(ctx context.Context, stdin io.Reader) int {
 	p.say("paired with %s: pinned %s", peer.Bare(), st.Pinned)
 	closeConn(conn)
 
-	conn, status = p.connect(ctx)
+	conn, status := p.connect(ctx)
 	if conn == nil {
 		return status
 	}
@@ -282,13 +262,15 @@ func (p *pairer) connect(ctx context.Context, opts ...xtls.DialOption) (*xtls.Co
 	if err == nil {
 		return conn, exitOK
 	}
+	var wrong *xtls.PairingError
+	p.lastWrong = errors.As(err, &wrong) && wrong.Reason == xtls.PairingWrongCode
 	var (
 		pe  *xtls.PairingError
 		pin *xtls.PinMismatchError
 	)
 	switch {
 	case ctx.Err() != nil:
-		return nil, p.fail(exitOther, "interrupted")
+		return nil, p.fail(exitInterrupted, "%v", cli.Why(ctx))
 	case errors.As(err, &pe):
 		return nil, p.fail(exitTrust, "%s", pairingMessage(pe, true))
 	case errors.As(err, &pin):
@@ -313,30 +295,19 @@ func closeConn(conn *xtls.Conn) {
 		io.Copy(io.Discard, conn)
 	}
 	conn.Close()
-	awaitTunnel(conn, tunnelCloseTimeout)
-}
-
-// awaitTunnel waits, at most d, until the tunnel under conn is gone: both
-// directions closed, or failed.
-func awaitTunnel(conn *xtls.Conn, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-conn.Tunnel().Done():
-	case <-t.C:
-	}
+	cli.AwaitTunnel(conn, tunnelCloseTimeout)
 }
 
 // readLine reads a line of r, unless ctx ends first (the read then goes on
 // in the background until r ends).
-func readLine(ctx context.Context, r io.Reader) (string, error) {
+func readLine(ctx context.Context, r *bufio.Reader) (string, error) {
 	type result struct {
 		line string
 		err  error
 	}
 	ch := make(chan result, 1)
 	go func() {
-		line, err := bufio.NewReader(r).ReadString('\n')
+		line, err := r.ReadString('\n')
 		ch <- result{line, err}
 	}()
 	select {

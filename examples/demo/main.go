@@ -140,9 +140,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	var peerJID jid.JID
 	if *peer != "" {
-		j, err := jid.Parse(*peer)
-		if err != nil || j.Resourcepart() == "" || j.Localpart() == "" {
-			return usage("-peer %q: want a full JID, user@domain/resource", *peer)
+		j, err := cli.ParsePeer(*peer)
+		if err != nil {
+			return usage("-peer: %v", err)
 		}
 		peerJID = j
 	}

@@ -180,7 +180,7 @@ func TestUsage(t *testing.T) {
 		{"-peer", "bob@example.org/demo"},
 		{"-server", "localhost:5222"},
 		{"-jid", "alice@example.net"},
-		{"-jid", "alice@example.net", "-peer", "bob@example.org"},
+		{"-jid", "alice@example.net", "-peer", "example.org"},
 		{"-jid", "alice@example.net", "-peer", "not a jid@@"},
 	} {
 		var stdout, stderr bytes.Buffer

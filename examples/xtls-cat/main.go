@@ -6,7 +6,7 @@
 // Usage:
 //
 //	xtls-cat [flags] listen
-//	xtls-cat [flags] dial PEER_FULL_JID
+//	xtls-cat [flags] dial PEER
 //
 // For example, Bob waits for a file and Alice sends it (each with a
 // profile, or -jid and the other login flags):
@@ -210,7 +210,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 func parse(args []string, stderr io.Writer) (*options, int) {
 	var o options
 	p := cli.NewParser("xtls-cat", `usage: xtls-cat [flags] listen
-       xtls-cat [flags] dial PEER_FULL_JID`, &o.Options, stderr)
+       xtls-cat [flags] dial PEER`, &o.Options, stderr)
 	p.FS.BoolVar(&o.tofu, "tofu", false, "trust a peer with no pins on first use, and pin its key")
 	p.FS.StringVar(&o.peerCA, "peer-ca", "", "PEM `file` of CAs that vouch for peers (PKIX)")
 	p.FS.StringVar(&o.pair, "pair", "", "pair with the peer using `code` (\"new\": make one up and print it)")

@@ -37,8 +37,8 @@ type world struct {
 }
 
 // newWorld makes the network and points connect at it until the test ends.
-func newWorld(t *testing.T) *world {
-	w := &world{t: t, network: xtlstest.NewNetwork(), dir: t.TempDir()}
+func newWorld(t *testing.T, opts ...xtlstest.Option) *world {
+	w := &world{t: t, network: xtlstest.NewNetwork(opts...), dir: t.TempDir()}
 	stateDir = filepath.Join(w.dir, "state")
 	t.Cleanup(func() { w.network.Close() })
 	setConnect(t, func(ctx context.Context, l cli.Login) (*xmpp.Session, error) {
@@ -136,6 +136,23 @@ func randomBytes(n int, seed uint64) []byte {
 // closes its direction at once and must still receive everything
 // (half-close). The pins are kept in files: the first run pins on first
 // use, the later ones find the keys pinned.
+// A contact is dialed by its bare JID: the tool finds the resource that
+// runs an XTLS client from the presence it announced.
+func TestDialBareJID(t *testing.T) {
+	newWorld(t, xtlstest.AllContacts())
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	bob := listen(ctx, []string{"-jid", "bob@example.org/laptop", "-tofu"}, nil)
+	a := dial(ctx, []string{"-jid", "alice@example.net/a", "-tofu"}, "bob@example.org", []byte("by bare JID"))
+	b := <-bob.done
+	if a.code != exitOK || b.code != exitOK || string(b.stdout) != "by bare JID" {
+		t.Fatalf("dialer %d, listener %d, received %q\ndialer stderr:\n%s\nlistener stderr:\n%s", a.code, b.code, b.stdout, a.stderr, b.stderr)
+	}
+	if !strings.Contains(a.stderr, "bob@example.org/laptop") {
+		t.Errorf("the dialer does not say which resource it reached:\n%s", a.stderr)
+	}
+}
+
 func TestTransfer(t *testing.T) {
 	w := newWorld(t)
 	_, aliceFP := w.certFile("alice@example.net")
@@ -460,7 +477,7 @@ func TestUsage(t *testing.T) {
 		{"-jid", "alice@example.net/a", "send"},
 		{"-jid", "alice@example.net/a", "listen", "extra"},
 		{"-jid", "alice@example.net/a", "dial"},
-		{"-jid", "alice@example.net/a", "dial", "bob@example.org"},
+		{"-jid", "alice@example.net/a", "dial", "example.org"},
 		{"-jid", "alice@example.net/a", "dial", "bob@example.org/b", "extra"},
 		{"-jid", "mallory@example.net/a", "-cert", aliceCert, "listen"},
 		{"-jid", "alice@example.net/a", "-cert", filepath.Join(w.dir, "none.pem"), "listen"},

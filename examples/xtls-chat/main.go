@@ -7,7 +7,7 @@
 // Usage:
 //
 //	xtls-chat [flags] listen
-//	xtls-chat [flags] dial PEER_FULL_JID
+//	xtls-chat [flags] dial PEER
 //	xtls-chat -demo
 //
 // On two terminals, Bob waits and Alice calls him (both accounts on real
@@ -148,7 +148,7 @@ type options struct {
 func parse(args []string, stderr io.Writer) (*options, int) {
 	var o options
 	p := cli.NewParser("xtls-chat", `usage: xtls-chat [flags] listen
-       xtls-chat [flags] dial PEER_FULL_JID
+       xtls-chat [flags] dial PEER
        xtls-chat -demo`, &o.Options, stderr)
 	p.FS.StringVar(&o.pair, "pair", "", "pair on first contact with `code` instead of comparing fingerprints (listen: \"new\" prints a fresh one)")
 	p.FS.BoolVar(&o.demo, "demo", false, "play a scripted chat between two instances on an in-memory network")

@@ -627,13 +627,13 @@ func TestUsage(t *testing.T) {
 		1:  {[]string{"-jid", "alice@example.net"}, "say listen or dial"},
 		2:  {[]string{"-jid", "example.net", "listen"}, "want user@domain"},
 		3:  {[]string{"-jid", "alice@example.net", "dial"}, "dial takes one argument"},
-		4:  {[]string{"-jid", "alice@example.net", "dial", "bob@example.org"}, "want a full JID"},
+		4:  {[]string{"-jid", "alice@example.net", "dial", "example.org"}, "want user@domain"},
 		5:  {[]string{"-jid", "alice@example.net", "listen", "now"}, "listen takes no argument"},
 		6:  {[]string{"-jid", "alice@example.net", "-pair", "new", "dial", "bob@example.org/x"}, "-pair new is for the listener"},
 		7:  {[]string{"-jid", "alice@example.net", "dial", "alice@example.net/x"}, "our own account"},
 		8:  {[]string{"-demo", "listen"}, "take no other argument"},
 		9:  {[]string{"-jid", "alice@example.net", "chat"}, "unknown command"},
-		10: {[]string{"-jid", "alice@example.net", "dial", "example.org/x"}, "want a full JID"},
+		10: {[]string{"-jid", "alice@example.net", "dial", "example.org/x"}, "want user@domain"},
 	} {
 		var stderr bytes.Buffer
 		code := run(context.Background(), tc.args, strings.NewReader(""), &bytes.Buffer{}, &stderr)

@@ -6,7 +6,7 @@
 // Usage:
 //
 //	xtls-file [flags] receive [-o DIR] [-yes] [-overwrite] [-from JID,...]
-//	xtls-file [flags] send PEER_FULL_JID PATH...
+//	xtls-file [flags] send PEER PATH...
 //
 // For example, Bob waits and Alice sends him a folder and a file (with a
 // profile that holds server, JID and password; see below):
@@ -184,7 +184,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 func parse(args []string, stderr io.Writer) (*options, int) {
 	var o options
 	p := cli.NewParser("xtls-file", `usage: xtls-file [flags] receive [-o DIR] [-yes] [-overwrite] [-from JID,...]
-       xtls-file [flags] send PEER_FULL_JID PATH...`, &o.Options, stderr)
+       xtls-file [flags] send PEER PATH...`, &o.Options, stderr)
 	var from string
 	p.FS.StringVar(&o.out, "o", ".", "receive: the `directory` to write into")
 	p.FS.BoolVar(&o.yes, "yes", false, "receive: say yes without asking, to a sender whose key is pinned")

@@ -6,8 +6,8 @@
 // Usage:
 //
 //	xtls-fwd [flags] serve -allow JID[,JID...] -to HOST:PORT
-//	xtls-fwd [flags] local [BIND:]PORT PEER_FULL_JID
-//	xtls-fwd [flags] stdio PEER_FULL_JID
+//	xtls-fwd [flags] local [BIND:]PORT PEER
+//	xtls-fwd [flags] stdio PEER
 //
 // serve waits for tunnels and connects each to HOST:PORT, and only there:
 // the other side cannot choose the destination. Only the accounts listed
@@ -113,8 +113,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 func parse(args []string, stderr io.Writer) (*options, int) {
 	var o options
 	p := cli.NewParser("xtls-fwd", `usage: xtls-fwd [flags] serve -allow JID[,JID...] -to HOST:PORT
-       xtls-fwd [flags] local [BIND:]PORT PEER_FULL_JID
-       xtls-fwd [flags] stdio PEER_FULL_JID`, &o.Options, stderr)
+       xtls-fwd [flags] local [BIND:]PORT PEER
+       xtls-fwd [flags] stdio PEER`, &o.Options, stderr)
 	var allow string
 	p.FS.StringVar(&allow, "allow", "", "serve: the `accounts` that may open tunnels (bare or full JIDs, comma-separated)")
 	p.FS.StringVar(&o.to, "to", "", "serve: the `host:port` every tunnel is connected to")

@@ -9,7 +9,7 @@
 // Usage:
 //
 //	xtls-pair [flags] listen
-//	xtls-pair [flags] dial PEER_FULL_JID
+//	xtls-pair [flags] dial PEER
 //	xtls-pair -demo
 //
 // On two terminals (the password comes from $XTLS_PASSWORD or -password):
@@ -110,7 +110,7 @@ type options struct {
 func parse(args []string, stderr io.Writer) (*options, int) {
 	var o options
 	p := cli.NewParser("xtls-pair", `usage: xtls-pair [flags] listen
-       xtls-pair [flags] dial PEER_FULL_JID
+       xtls-pair [flags] dial PEER
        xtls-pair -demo`, &o.Options, stderr)
 	p.FS.BoolVar(&o.demo, "demo", false, "pair two accounts on an in-memory network, with the right code and with a wrong one")
 	words, code := p.ParseFlags(args)

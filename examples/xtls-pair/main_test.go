@@ -289,7 +289,7 @@ func TestUsage(t *testing.T) {
 		1: {[]string{"-jid", "alice@example.net"}, "say listen or dial"},
 		2: {[]string{"-jid", "example.net", "listen"}, "want user@domain"},
 		3: {[]string{"-jid", "alice@example.net", "dial"}, "dial takes one argument"},
-		4: {[]string{"-jid", "alice@example.net", "dial", "bob@example.org"}, "want a full JID"},
+		4: {[]string{"-jid", "alice@example.net", "dial", "example.org"}, "want user@domain"},
 		5: {[]string{"-jid", "alice@example.net", "listen", "now"}, "listen takes no argument"},
 		6: {[]string{"-jid", "alice@example.net", "dial", "alice@example.net/x"}, "our own account"},
 		7: {[]string{"-demo", "listen"}, "-demo takes no other argument"},

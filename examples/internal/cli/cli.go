@@ -3,6 +3,9 @@
 package cli
 
 import (
+	"context"
+	"time"
+
 	"mellium.im/xmpp"
 	"mellium.im/xmpp/disco"
 	"mellium.im/xmpp/jid"
@@ -30,8 +33,22 @@ func Serve(s *xmpp.Session, cfg *xtls.Config, extra ...mux.Option) *Party {
 		p.Handler.SessionEnded(err)
 		p.served <- err
 	}()
+	// Available presence with our capabilities: contacts can then dial
+	// this program by its bare JID, and we learn theirs.
+	ctx, cancel := context.WithTimeout(context.Background(), presenceTimeout)
+	defer cancel()
+	if cfg != nil && cfg.Logger != nil {
+		if err := p.Handler.SendPresence(ctx, stanza.Presence{}, nil); err != nil {
+			cfg.Logger.Debug("sending presence failed", "err", err)
+		}
+	} else {
+		_ = p.Handler.SendPresence(ctx, stanza.Presence{}, nil)
+	}
 	return p
 }
+
+// presenceTimeout bounds sending our presence.
+const presenceTimeout = 10 * time.Second
 
 // Addr is the party's full JID.
 func (p *Party) Addr() jid.JID { return p.Session.LocalAddr() }

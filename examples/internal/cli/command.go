@@ -8,7 +8,7 @@ import (
 )
 
 // ParseListenDial checks the words of a program that listens or dials:
-// "listen", or "dial PEER_FULL_JID". Its error is the message to print
+// "listen", or "dial PEER". Its error is the message to print
 // before the usage.
 func ParseListenDial(words []string) (listen bool, peer jid.JID, err error) {
 	if len(words) == 0 {

@@ -21,8 +21,8 @@ const DialTimeout = 60 * time.Second
 // user@domain/resource. (Once Dial takes a bare JID, so will this.)
 func ParsePeer(s string) (jid.JID, error) {
 	peer, err := jid.Parse(s)
-	if err != nil || peer.Localpart() == "" || peer.Resourcepart() == "" {
-		return jid.JID{}, fmt.Errorf("peer %q: want a full JID, user@domain/resource", s)
+	if err != nil || peer.Localpart() == "" {
+		return jid.JID{}, fmt.Errorf("peer %q: want user@domain (a contact's XTLS client is found by its presence) or user@domain/resource", s)
 	}
 	return peer, nil
 }

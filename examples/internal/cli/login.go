@@ -19,6 +19,7 @@ import (
 	"mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
 
+	"github.com/xmppxtls/xtls/bind"
 	"github.com/xmppxtls/xtls/xtls"
 )
 
@@ -165,7 +166,12 @@ func Connect(ctx context.Context, l Login) (*xmpp.Session, error) {
 	s, err := xmpp.NewClientSession(ctx, addr, xtls.QuickAck(conn),
 		xmpp.StartTLS(tc),
 		xmpp.SASL("", pass, sasl.ScramSha256, sasl.ScramSha1, sasl.Plain),
-		xmpp.BindResource(),
+		// mellium's BindResource asks for no resource at all, so the
+		// server picked a random one and nobody could dial the name the
+		// user gave (see package bind). A server that refuses the name
+		// (one already in use, with some configurations) gets its own
+		// choice, which the programs print.
+		bind.Resource(addr.Resourcepart(), bind.Fallback()),
 	)
 	if !stop() || err != nil {
 		conn.Close()

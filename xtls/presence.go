@@ -315,6 +315,8 @@ var aloneVer = sync.OnceValue(func() string {
 // asks the disco#info for CapsNode#ver, which the Handler answers. Called
 // before the mux is made, Caps describes the Handler alone (the XTLS
 // feature), and that ver is answered too. SendPresence adds Caps for you.
+// Call it once mux.New has returned: it reads the mux, which must not be
+// still under construction on another goroutine.
 func (h *Handler) Caps() disco.Caps {
 	_, ver := h.ownCaps()
 	return disco.Caps{Hash: crypto.SHA1, Node: CapsNode, Ver: ver}

@@ -28,8 +28,11 @@ type Party struct {
 func Serve(s *xmpp.Session, cfg *xtls.Config, extra ...mux.Option) *Party {
 	p := &Party{Session: s, Handler: xtls.NewHandler(s, cfg), served: make(chan error, 1)}
 	opts := append([]mux.Option{disco.Handle(), p.Handler.Handle()}, extra...)
+	// The mux is complete before anything reads it: our capabilities
+	// (SendPresence) are hashed from what it advertises.
+	m := mux.New(stanza.NSClient, opts...)
 	go func() {
-		err := s.Serve(mux.New(stanza.NSClient, opts...))
+		err := s.Serve(m)
 		p.Handler.SessionEnded(err)
 		p.served <- err
 	}()

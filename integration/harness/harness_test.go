@@ -161,6 +161,21 @@ func sendData(ctx context.Context, from user, to jid.JID, n int) error {
 	return from.UnmarshalIQ(ctx, stanza.IQ{Type: stanza.SetIQ, To: to}.Wrap(payload), nil)
 }
 
+// sendAll sends total bytes from one user to the other in IQs of chunk
+// bytes, one after the other, within timeout, and returns how long it took.
+func sendAll(t *testing.T, from, to user, total, chunk int, timeout time.Duration) time.Duration {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	defer cancel()
+	began := time.Now()
+	for sent := 0; sent < total; sent += chunk {
+		if err := sendData(ctx, from, to.LocalAddr(), chunk); err != nil {
+			t.Fatalf("after %d bytes: %v", sent, err)
+		}
+	}
+	return time.Since(began)
+}
+
 // checkLoopbackOnly checks what `ss -ltnp` would show for the server's PID:
 // listeners on 127.0.0.1 only, its c2s and s2s ports (and its proxy's) among
 // them.
@@ -535,15 +550,7 @@ func TestShaper(t *testing.T) {
 				harness.AddUserT(t, s, "bob", "bob-secret")
 				alice := connect(t, s, "alice", "alice-secret")
 				bob := connect(t, s, "bob", "bob-secret")
-				ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-				defer cancel()
-				began := time.Now()
-				for sent := 0; sent < total; sent += chunk {
-					if err := sendData(ctx, alice, bob.LocalAddr(), chunk); err != nil {
-						t.Fatalf("after %d bytes: %v", sent, err)
-					}
-				}
-				elapsed := time.Since(began)
+				elapsed := sendAll(t, alice, bob, total, chunk, 30*time.Second)
 				t.Logf("%s: %d bytes in %d IQs took %v (%.0f kB/s)", name, total, total/chunk,
 					elapsed.Round(time.Millisecond), float64(total)/elapsed.Seconds()/1000)
 			})
@@ -581,15 +588,7 @@ func TestStockLimits(t *testing.T) {
 			harness.AddUserT(t, s, "bob", "bob-secret")
 			alice := connect(t, s, "alice", "alice-secret")
 			bob := connect(t, s, "bob", "bob-secret")
-			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-			defer cancel()
-			began := time.Now()
-			for sent := 0; sent < total; sent += chunk {
-				if err := sendData(ctx, alice, bob.LocalAddr(), chunk); err != nil {
-					t.Fatalf("after %d bytes: %v", sent, err)
-				}
-			}
-			elapsed := time.Since(began)
+			elapsed := sendAll(t, alice, bob, total, chunk, time.Minute)
 			t.Logf("%d bytes in %d IQs took %v (%.1f kB/s; the c2s rate is %d B/s)", total, total/chunk,
 				elapsed.Round(time.Millisecond), total/elapsed.Seconds()/1000, s.C2SRate())
 			if elapsed < least {
@@ -615,16 +614,7 @@ func TestProsodyTuning(t *testing.T) {
 		harness.AddUserT(t, s, "bob", "bob-secret")
 		alice := connect(t, s, "alice", "alice-secret")
 		bob := connect(t, s, "bob", "bob-secret")
-		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-		began := time.Now()
-		for sent := 0; sent < total; sent += chunk {
-			if err := sendData(ctx, alice, bob.LocalAddr(), chunk); err != nil {
-				cancel()
-				t.Fatalf("after %d bytes: %v", sent, err)
-			}
-		}
-		cancel()
-		times[tuned] = time.Since(began)
+		times[tuned] = sendAll(t, alice, bob, total, chunk, 30*time.Second)
 		t.Logf("tuned=%v: %d bytes in %d IQs took %v", tuned, total, total/chunk, times[tuned].Round(time.Millisecond))
 		cfg, err := os.ReadFile(filepath.Join(s.Dir(), "prosody.cfg.lua"))
 		if err != nil {

@@ -18,6 +18,13 @@ import (
 // The proxy relays raw TCP: neither server applies its c2s limits to it
 // (mod_limits shapes c2s and s2s sessions only; mod_proxy65's own shaper
 // defaults to none), StockLimits included.
+//
+// Prosody 0.12's proxy65 holds back the tail of a burst: after more than
+// 4 KiB arrive at once, up to 4096 bytes stay in Prosody until the sender
+// sends again or closes its side (net.server_epoll's link() resumes reading
+// without looking at what LuaSocket has buffered). ejabberd relays every
+// byte at once. A protocol over the bytestream must not wait for the last
+// bytes of a burst before it sends anything else.
 type Proxy65 struct {
 	// JID is the proxy's address, "proxy.<domain>".
 	JID jid.JID

@@ -3,12 +3,12 @@
 //
 //	make bench                       # or: go run ./integration/cmd/xtls-bench
 //	go run ./integration/cmd/xtls-bench -runs 5 -size 32 -servers prosody
-//	go run ./integration/cmd/xtls-bench -measure throughput,firstbyte
+//	go run ./integration/cmd/xtls-bench -measure latency
 //	go run ./integration/cmd/xtls-bench -cpuprofile cpu.out -memprofile mem.out
 //
 // It starts private servers with the integration harness (127.0.0.1 only,
-// temporary directories, Prosody and ejabberd untuned, with their client
-// limits removed), logs in two
+// temporary directories, Prosody and ejabberd untuned and, unless a row
+// says "stock limits", with their client limits removed), logs in two
 // clients on each and measures, each row the median of -runs runs. Each
 // measurement lives in its own file with a typed result that lists its
 // rows:
@@ -32,7 +32,12 @@
 //     tunnels over one session, and allocations per MiB of payload;
 //   - distance.go: xtls against ibb with the two clients -rtt apart: two
 //     more clients log in through toxiproxy (in-process, 127.0.0.1), each
-//     link delayed by a quarter of the round trip each way.
+//     link delayed by a quarter of the round trip each way;
+//   - latency.go: latency under load, for each -latency setup (direct,
+//     clients 50 ms apart, the servers' stock limits): an XEP-0199 ping and
+//     a 100-byte echo over a second tunnel, idle and while one tunnel moves
+//     bulk data, against the target 3 × idle p50 + 10 ms, with the bulk
+//     tunnel's rate and retransmissions.
 //
 // -quick measures only throughput.go's rows; -measure picks any groups;
 // -prosody-readsize and -prosody-nodelay start a tuned Prosody to compare
@@ -61,7 +66,7 @@ import (
 )
 
 // groups are the measurements -measure chooses from, in table order.
-var groups = []string{"throughput", "rates", "firstbyte", "memory", "distance"}
+var groups = []string{"throughput", "rates", "firstbyte", "memory", "distance", "latency"}
 
 type options struct {
 	runs     int
@@ -74,6 +79,8 @@ type options struct {
 	servers  []string
 	rtts     []time.Duration
 	rttSize  int64
+	latency  []latencySetup
+	pings    int // probes of each kind per phase, unlimited setups
 	measure  map[string]bool
 	cpuProf  string
 	memProf  string
@@ -114,6 +121,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	header := fmt.Sprintf("xtls-bench %s  %s/%s  %d CPUs  %s  median of %d runs, %d MiB (ibb %d MiB), ceiling %d IQs in flight, %d tunnels",
 		time.Now().Format("2006-01-02"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(),
 		o.runs, o.size>>20, o.ibbSize>>20, o.inflight, o.tunnels)
+	if o.measure["latency"] && len(o.latency) > 0 {
+		header += "\n" + latencyLegend
+	}
 	printTable(stdout, header, cols)
 	return 0
 }
@@ -123,7 +133,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.SetOutput(stderr)
 	var o options
 	var sizeMiB, ibbMiB, rttMiB int
-	var servers, rtts, measure string
+	var servers, rtts, latency, measure string
 	var quick bool
 	fs.IntVar(&o.runs, "runs", 3, "runs per row (the median is shown)")
 	fs.IntVar(&sizeMiB, "size", 64, "MiB per xtls, ceiling and TLS run")
@@ -135,6 +145,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&servers, "servers", "prosody,ejabberd", "servers to measure")
 	fs.StringVar(&rtts, "rtt", "10ms,50ms", "round trips between the two clients (through toxiproxy on each client's link) for the xtls-vs-ibb rows; empty for none")
 	fs.IntVar(&rttMiB, "rtt-size", 4, "MiB per xtls run at a round trip (ibb moves a tenth)")
+	fs.StringVar(&latency, "latency", "direct,50ms,stock", "setups for the latency-under-load rows: direct (loopback), a round trip between the clients (e.g. 50ms, through toxiproxy), stock (the servers' stock client limits, harness.StockLimits); empty for none")
+	fs.IntVar(&o.pings, "pings", 200, "pings, and echoes, per phase of a latency run without limits (the stock-limits setup sends fewer, slower: see latency.go)")
 	fs.StringVar(&measure, "measure", "all", "measurements to run: all, or some of "+strings.Join(groups, ","))
 	fs.StringVar(&o.cpuProf, "cpuprofile", "", "write a CPU profile of the measurements of the first server to this file")
 	fs.StringVar(&o.memProf, "memprofile", "", "write an allocation profile to this file at the end")
@@ -156,6 +168,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		}
 		o.rtts = append(o.rtts, d)
 	}
+	var err error
+	if o.latency, err = parseLatencySetups(latency); err != nil {
+		return o, err
+	}
 	o.servers = strings.Split(servers, ",")
 	o.measure = map[string]bool{}
 	if quick {
@@ -173,8 +189,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			return o, fmt.Errorf("-measure %q: want all or some of %s", m, strings.Join(groups, ","))
 		}
 	}
-	if o.runs < 1 {
-		return o, fmt.Errorf("-runs must be positive")
+	if o.runs < 1 || o.pings < 1 {
+		return o, fmt.Errorf("-runs and -pings must be positive")
 	}
 	return o, nil
 }
@@ -224,6 +240,7 @@ type results struct {
 	firstByte  *firstByteResult
 	memory     *memoryResult
 	distances  []*distanceResult
+	latency    []*latencyResult
 }
 
 // column lists the rows of every measurement, in table order.
@@ -244,6 +261,9 @@ func (r *results) column() column {
 	}
 	for _, d := range r.distances {
 		add(d)
+	}
+	for _, l := range r.latency {
+		add(l)
 	}
 	return c
 }
@@ -308,6 +328,15 @@ func benchServer(name string, o options, log io.Writer) (*results, error) {
 	if o.measure["memory"] {
 		if res.memory, err = measureMemory(e); err != nil {
 			return nil, err
+		}
+	}
+	if o.measure["latency"] {
+		for _, s := range o.latency {
+			r, err := measureLatency(e, s)
+			if err != nil {
+				return nil, fmt.Errorf("latency, %s: %w", s, err)
+			}
+			res.latency = append(res.latency, r)
 		}
 	}
 	return res, nil

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"mellium.im/xmpp/ibb"
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/mux"
+	"mellium.im/xmpp/ping"
 	"mellium.im/xmpp/stanza"
 
 	"github.com/xmppxtls/xtls/integration/harness"
@@ -28,12 +30,14 @@ import (
 // ceiling and a small ping.
 const benchNS = "urn:xmppxtls:bench"
 
-// party is a logged-in client serving xtls, ibb and the bench's raw IQs.
+// party is a logged-in client serving xtls, ibb, XEP-0199 pings and the
+// bench's raw IQs.
 type party struct {
 	s    *xmpp.Session
 	h    *xtls.Handler
 	ibb  *ibb.Handler
 	addr jid.JID
+	tcp  *net.TCPConn // the session's socket, for its counters
 	done chan error
 	// acc receives the tunnels peers open (one Accept loop per party).
 	acc chan net.Conn
@@ -60,7 +64,7 @@ func loginVia(ctx context.Context, srv *harness.Server, via, user string, t tuni
 		return nil, err
 	}
 	p := &party{
-		s: s, addr: s.LocalAddr(), ibb: &ibb.Handler{},
+		s: s, addr: s.LocalAddr(), tcp: tcpOf(s.Conn()), ibb: &ibb.Handler{},
 		done: make(chan error, 1), acc: make(chan net.Conn, 4096),
 	}
 	p.h = xtls.NewHandler(s, &xtls.Config{Certificate: cert, Pins: xtls.NewMemPinStore(), TrustOnFirstUse: true, NoQuickAck: t.noQuickAck, Transport: &transport.Config{ChunkSize: t.chunk}})
@@ -69,7 +73,7 @@ func loginVia(ctx context.Context, srv *harness.Server, via, user string, t tuni
 		return err
 	})
 	m := mux.New(stanza.NSClient,
-		disco.Handle(), p.h.Handle(), ibb.Handle(p.ibb),
+		disco.Handle(), ping.Handle(), p.h.Handle(), ibb.Handle(p.ibb),
 		mux.IQ(stanza.SetIQ, xml.Name{Space: benchNS, Local: "data"}, answer),
 		mux.IQ(stanza.GetIQ, xml.Name{Space: benchNS, Local: "ping"}, answer),
 	)
@@ -92,12 +96,32 @@ func loginVia(ctx context.Context, srv *harness.Server, via, user string, t tuni
 	return p, nil
 }
 
-// close ends the party: Handler, stream, connection.
+// tcpOf returns the TCP connection under c (a session's TLS connection), or
+// nil.
+func tcpOf(c net.Conn) *net.TCPConn {
+	if t, ok := c.(*tls.Conn); ok {
+		c = t.NetConn()
+	}
+	tc, _ := c.(*net.TCPConn)
+	return tc
+}
+
+// close ends the party: it aborts its tunnels, closes the stream and then
+// the connection.
 func (p *party) close() {
 	p.h.Close()
 	p.s.Close()
 	p.s.Conn().Close()
 	<-p.done
+}
+
+// abort ends the party from the connection up, so that nothing waits behind
+// what its stream still has queued (at a shaper, say): the connection
+// first, then the Handler, whose tunnels have failed with the session.
+func (p *party) abort() {
+	p.s.Conn().Close()
+	<-p.done
+	p.h.Close()
 }
 
 // pipe dials a tunnel from a to b.

@@ -3,7 +3,7 @@
 //
 //	make bench                       # or: go run ./integration/cmd/xtls-bench
 //	go run ./integration/cmd/xtls-bench -runs 5 -size 32 -servers prosody
-//	go run ./integration/cmd/xtls-bench -measure latency
+//	go run ./integration/cmd/xtls-bench -measure latency,goroutines
 //	go run ./integration/cmd/xtls-bench -cpuprofile cpu.out -memprofile mem.out
 //
 // It starts private servers with the integration harness (127.0.0.1 only,
@@ -37,7 +37,9 @@
 //     clients 50 ms apart, the servers' stock limits): an XEP-0199 ping and
 //     a 100-byte echo over a second tunnel, idle and while one tunnel moves
 //     bulk data, against the target 3 × idle p50 + 10 ms, with the bulk
-//     tunnel's rate and retransmissions.
+//     tunnel's rate and retransmissions;
+//   - goroutines.go: goroutines per session with data IQs in flight on 10
+//     tunnels.
 //
 // -quick measures only throughput.go's rows; -measure picks any groups;
 // -prosody-readsize and -prosody-nodelay start a tuned Prosody to compare
@@ -66,7 +68,7 @@ import (
 )
 
 // groups are the measurements -measure chooses from, in table order.
-var groups = []string{"throughput", "rates", "firstbyte", "memory", "distance", "latency"}
+var groups = []string{"throughput", "rates", "firstbyte", "memory", "distance", "latency", "goroutines"}
 
 type options struct {
 	runs     int
@@ -241,6 +243,7 @@ type results struct {
 	memory     *memoryResult
 	distances  []*distanceResult
 	latency    []*latencyResult
+	goroutines *goroutineResult
 }
 
 // column lists the rows of every measurement, in table order.
@@ -264,6 +267,9 @@ func (r *results) column() column {
 	}
 	for _, l := range r.latency {
 		add(l)
+	}
+	if r.goroutines != nil {
+		add(r.goroutines)
 	}
 	return c
 }
@@ -337,6 +343,11 @@ func benchServer(name string, o options, log io.Writer) (*results, error) {
 				return nil, fmt.Errorf("latency, %s: %w", s, err)
 			}
 			res.latency = append(res.latency, r)
+		}
+	}
+	if o.measure["goroutines"] {
+		if res.goroutines, err = measureGoroutines(e); err != nil {
+			return nil, fmt.Errorf("goroutines: %w", err)
 		}
 	}
 	return res, nil

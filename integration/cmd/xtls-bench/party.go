@@ -27,7 +27,7 @@ import (
 )
 
 // benchNS is the namespace of the bench's own IQs: raw data for the
-// ceiling and a small ping.
+// ceiling, a small ping, and a hold that stops the receiver's session.
 const benchNS = "urn:xmppxtls:bench"
 
 // party is a logged-in client serving xtls, ibb, XEP-0199 pings and the
@@ -41,6 +41,11 @@ type party struct {
 	done chan error
 	// acc receives the tunnels peers open (one Accept loop per party).
 	acc chan net.Conn
+	// held is signalled when a hold IQ arrives; the session's Serve loop
+	// then waits until release is closed (see goroutines.go).
+	held    chan struct{}
+	release chan struct{}
+	relOnce sync.Once
 }
 
 // tuning is what a party's Handler is given beyond the defaults.
@@ -66,9 +71,16 @@ func loginVia(ctx context.Context, srv *harness.Server, via, user string, t tuni
 	p := &party{
 		s: s, addr: s.LocalAddr(), tcp: tcpOf(s.Conn()), ibb: &ibb.Handler{},
 		done: make(chan error, 1), acc: make(chan net.Conn, 4096),
+		held: make(chan struct{}, 1), release: make(chan struct{}),
 	}
 	p.h = xtls.NewHandler(s, &xtls.Config{Certificate: cert, Pins: xtls.NewMemPinStore(), TrustOnFirstUse: true, NoQuickAck: t.noQuickAck, Transport: &transport.Config{ChunkSize: t.chunk}})
 	answer := mux.IQHandlerFunc(func(iq stanza.IQ, t xmlstream.TokenReadEncoder, _ *xml.StartElement) error {
+		_, err := xmlstream.Copy(t, iq.Result(nil))
+		return err
+	})
+	hold := mux.IQHandlerFunc(func(iq stanza.IQ, t xmlstream.TokenReadEncoder, _ *xml.StartElement) error {
+		p.held <- struct{}{}
+		<-p.release // Serve reads nothing meanwhile
 		_, err := xmlstream.Copy(t, iq.Result(nil))
 		return err
 	})
@@ -76,6 +88,7 @@ func loginVia(ctx context.Context, srv *harness.Server, via, user string, t tuni
 		disco.Handle(), ping.Handle(), p.h.Handle(), ibb.Handle(p.ibb),
 		mux.IQ(stanza.SetIQ, xml.Name{Space: benchNS, Local: "data"}, answer),
 		mux.IQ(stanza.GetIQ, xml.Name{Space: benchNS, Local: "ping"}, answer),
+		mux.IQ(stanza.SetIQ, xml.Name{Space: benchNS, Local: "hold"}, hold),
 	)
 	go func() {
 		err := s.Serve(m)
@@ -106,9 +119,10 @@ func tcpOf(c net.Conn) *net.TCPConn {
 	return tc
 }
 
-// close ends the party: it aborts its tunnels, closes the stream and then
-// the connection.
+// close ends the party: it releases a held session, aborts its tunnels,
+// closes the stream and then the connection.
 func (p *party) close() {
+	p.relOnce.Do(func() { close(p.release) })
 	p.h.Close()
 	p.s.Close()
 	p.s.Conn().Close()
@@ -119,6 +133,7 @@ func (p *party) close() {
 // what its stream still has queued (at a shaper, say): the connection
 // first, then the Handler, whose tunnels have failed with the session.
 func (p *party) abort() {
+	p.relOnce.Do(func() { close(p.release) })
 	p.s.Conn().Close()
 	<-p.done
 	p.h.Close()

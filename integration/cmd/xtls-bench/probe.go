@@ -31,11 +31,10 @@ type probeSamples struct {
 	lost       int
 }
 
-// run sends pings probes every pingEvery and echoes every echoEvery (the
-// first echo half an interval after the first ping) and waits until each
-// has its answer or has timed out. sent, if not nil, is called once the
-// last probe is on its way.
-func (p *prober) run(pings, echoes int, pingEvery, echoEvery time.Duration, sent func()) probeSamples {
+// run sends the probes of sch (the first echo half an interval after the
+// first ping) and waits until each has its answer or has timed out. sent,
+// if not nil, is called once the last probe is on its way.
+func (p *prober) run(sch schedule, sent func()) probeSamples {
 	var (
 		mu  sync.Mutex
 		s   probeSamples
@@ -51,11 +50,11 @@ func (p *prober) run(pings, echoes int, pingEvery, echoEvery time.Duration, sent
 		}
 		*list = append(*list, d)
 	}
-	schedule := func(n int, every, offset time.Duration, probe func() (time.Duration, bool), list *[]time.Duration) {
+	every := func(n int, interval, offset time.Duration, probe func() (time.Duration, bool), list *[]time.Duration) {
 		defer all.Done()
 		start := time.Now().Add(offset)
 		for i := range n {
-			time.Sleep(time.Until(start.Add(time.Duration(i) * every)))
+			time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -65,8 +64,8 @@ func (p *prober) run(pings, echoes int, pingEvery, echoEvery time.Duration, sent
 		}
 	}
 	all.Add(2)
-	go schedule(pings, pingEvery, 0, p.ping, &s.ping)
-	go schedule(echoes, echoEvery, echoEvery/2, p.echo.roundTrip(p.timeout), &s.echo)
+	go every(sch.pings, sch.pingEvery, 0, p.ping, &s.ping)
+	go every(sch.echoes, sch.echoEvery, sch.echoEvery/2, p.echo.roundTrip(p.timeout), &s.echo)
 	all.Wait()
 	if sent != nil {
 		sent()

@@ -65,6 +65,7 @@ type WrongSenderError struct {
 	Asked, Answered jid.JID
 }
 
+// Error says who was asked and who answered.
 func (e *WrongSenderError) Error() string {
 	return fmt.Sprintf("s5b: asked %s, answered by %s", e.Asked, e.Answered)
 }

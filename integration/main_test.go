@@ -22,6 +22,7 @@ import (
 	"mellium.im/xmpp/disco"
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/mux"
+	"mellium.im/xmpp/ping"
 	"mellium.im/xmpp/stanza"
 
 	"github.com/xmppxtls/xtls/integration/harness"
@@ -54,6 +55,7 @@ func TestMain(m *testing.M) {
 	if shared.dir != "" {
 		os.RemoveAll(shared.dir)
 	}
+	closeStock()
 	os.Exit(code)
 }
 
@@ -107,8 +109,9 @@ type party struct {
 }
 
 type partyOpt struct {
-	noXTLS bool
-	cfg    xtls.Config
+	noXTLS   bool
+	withPing bool // answer XEP-0199 pings
+	cfg      xtls.Config
 }
 
 // connect logs user in to srv and serves its session with disco and, unless
@@ -121,6 +124,9 @@ func connect(t *testing.T, srv *harness.Server, user string, o partyOpt) *party 
 	require.NoError(t, err, "%s", srv.Log())
 	p := &party{s: s, addr: s.LocalAddr(), done: make(chan struct{})}
 	opts := []mux.Option{disco.Handle()}
+	if o.withPing {
+		opts = append(opts, ping.Handle())
+	}
 	if !o.noXTLS {
 		cfg := o.cfg
 		if cfg.Certificate.Certificate == nil {

@@ -29,16 +29,28 @@ type EjabberdOptions struct {
 	// ejabberdctl; no epmd runs) are ports on 127.0.0.1; zero picks a free
 	// port.
 	C2SPort, S2SPort, DistPort int
+	// Limits chooses the client limits: Unlimited (default) or StockLimits,
+	// the shapers and sizes of Debian's ejabberd.yml (see [StockLimits]).
+	Limits Limits
 	// StanzaSizeLimit is the c2s listener's max_stanza_size in bytes; default
-	// DefaultStanzaSizeLimit (ejabberd's own default is infinity, Debian's
-	// shipped config has DebianStanzaSizeLimit).
+	// DefaultStanzaSizeLimit, or DebianStanzaSizeLimit with StockLimits
+	// (ejabberd's own default is infinity).
 	StanzaSizeLimit int
 	// S2SStanzaSizeLimit is the s2s listener's max_stanza_size in bytes;
-	// default DefaultStanzaSizeLimit (Debian's shipped config has 524288).
+	// default DefaultStanzaSizeLimit, or DebianS2SStanzaSizeLimit with
+	// StockLimits.
 	S2SStanzaSizeLimit int
 	// Shaper, if not nil, shapes every c2s connection (Debian's shipped config
-	// has DebianC2SShaper). The s2s listener is never shaped.
+	// has DebianC2SShaper). The s2s listener is never shaped. It cannot be
+	// combined with StockLimits.
 	Shaper *Shaper
+	// Proxy65 runs ejabberd's SOCKS5 bytestream proxy, mod_proxy65, as
+	// "proxy.<Domain>" on 127.0.0.1:Proxy65Port (hostname 127.0.0.1 in its
+	// streamhost, no shaper, open to every user). mod_disco lists it in the
+	// server's disco#items. [Server.Proxy65] reports it.
+	Proxy65 bool
+	// Proxy65Port is the proxy's port on 127.0.0.1; zero picks a free port.
+	Proxy65Port int
 	// LogLevel is ejabberd's loglevel: "none", "emergency", "alert",
 	// "critical", "error", "warning" ("warn" is accepted too), "notice",
 	// "info" (default) or "debug".
@@ -74,11 +86,18 @@ func newEjabberd(opts EjabberdOptions) (*Server, error) {
 	if opts.Domain == "" {
 		opts.Domain = "b.localhost"
 	}
+	if err := opts.Limits.check(opts.Shaper); err != nil {
+		return nil, err
+	}
+	size, s2sSize := DefaultStanzaSizeLimit, DefaultStanzaSizeLimit
+	if opts.Limits == StockLimits {
+		size, s2sSize = DebianStanzaSizeLimit, DebianS2SStanzaSizeLimit
+	}
 	if opts.StanzaSizeLimit == 0 {
-		opts.StanzaSizeLimit = DefaultStanzaSizeLimit
+		opts.StanzaSizeLimit = size
 	}
 	if opts.S2SStanzaSizeLimit == 0 {
-		opts.S2SStanzaSizeLimit = DefaultStanzaSizeLimit
+		opts.S2SStanzaSizeLimit = s2sSize
 	}
 	switch opts.LogLevel {
 	case "":
@@ -105,8 +124,18 @@ func newEjabberd(opts EjabberdOptions) (*Server, error) {
 			return nil, err
 		}
 	}
-	if err := fillPorts(&opts.C2SPort, &opts.S2SPort, &opts.DistPort); err != nil {
+	ports := []*int{&opts.C2SPort, &opts.S2SPort, &opts.DistPort}
+	if opts.Proxy65 {
+		ports = append(ports, &opts.Proxy65Port)
+	}
+	if err := fillPorts(ports...); err != nil {
 		return nil, err
+	}
+	var proxy Proxy65
+	if opts.Proxy65 {
+		if proxy, err = newProxy65(opts.Domain, opts.Proxy65Port); err != nil {
+			return nil, err
+		}
 	}
 	certPEM, keyPEM, err := ca.Issue(opts.Domain)
 	if err != nil {
@@ -158,6 +187,17 @@ func newEjabberd(opts EjabberdOptions) (*Server, error) {
 		stdoutPath:   filepath.Join(dir, "stdout.log"),
 		// stdout carries what ejabberd.log does, plus start-up failures.
 		logPaths: []string{filepath.Join(dir, "stdout.log")},
+		limits:   opts.Limits,
+		proxy65:  proxy,
+	}
+	switch {
+	case opts.Limits == StockLimits:
+		s.c2sRate = DebianC2SShaper.Rate
+	case opts.Shaper != nil:
+		s.c2sRate = opts.Shaper.Rate
+	}
+	if opts.Proxy65 {
+		s.ports = append(s.ports, opts.Proxy65Port)
 	}
 	s.command = func() *exec.Cmd {
 		// The flags `ejabberdctl foreground` builds, given to erl directly:
@@ -226,7 +266,23 @@ func ejabberdConfig(pemPath string, o EjabberdOptions) string {
 	w("loglevel: %s", o.LogLevel)
 	w("certfiles:")
 	w("  - %s", q(pemPath))
-	c2sShaper := "none"
+	c2sShaper, s2sShaper := "none", "none"
+	if o.Limits == StockLimits {
+		// Debian's ejabberd.yml: its shapers and rules, and an admin ACL
+		// that names no user, so every client gets "normal".
+		w("shaper:")
+		w("  normal:")
+		w("    rate: %d", DebianC2SShaper.Rate)
+		w("    burst_size: %d", DebianC2SShaper.Burst)
+		w("  fast: %d", EjabberdStockS2SRate)
+		w("shaper_rules:")
+		w("  max_user_sessions: %d", EjabberdStockMaxUserSessions)
+		w("  c2s_shaper:")
+		w("    none: admin")
+		w("    normal: all")
+		w("  s2s_shaper: fast")
+		c2sShaper, s2sShaper = "c2s_shaper", ""
+	}
 	if o.Shaper != nil {
 		w("shaper:")
 		w("  xtls_c2s:")
@@ -251,7 +307,9 @@ func ejabberdConfig(pemPath string, o EjabberdOptions) string {
 	w("    ip: \"127.0.0.1\"")
 	w("    module: ejabberd_s2s_in")
 	w("    max_stanza_size: %d", o.S2SStanzaSizeLimit)
-	w("    shaper: none")
+	if s2sShaper != "" { // with StockLimits, s2s_shaper applies, as in Debian's file
+		w("    shaper: %s", s2sShaper)
+	}
 	w("s2s_use_starttls: required")
 	w("outgoing_s2s_families: [ipv4]")
 	w("auth_method: internal")
@@ -259,6 +317,11 @@ func ejabberdConfig(pemPath string, o EjabberdOptions) string {
 	w("acl:")
 	w("  local:")
 	w("    user_regexp: \"\"")
+	if o.Limits == StockLimits {
+		w("  admin:")
+		w("    user:")
+		w("      - \"\"")
+	}
 	w("access_rules:")
 	w("  local:")
 	w("    allow: local")
@@ -267,6 +330,13 @@ func ejabberdConfig(pemPath string, o EjabberdOptions) string {
 	w("  mod_ping: {}")
 	w("  mod_roster: {}")
 	w("  mod_s2s_dialback: {}")
+	if o.Proxy65 {
+		w("  mod_proxy65:")
+		w("    host: %s", q(proxyHost(o.Domain)))
+		w("    ip: \"127.0.0.1\"")
+		w("    port: %d", o.Proxy65Port)
+		w("    hostname: \"127.0.0.1\"")
+	}
 	return b.String()
 }
 

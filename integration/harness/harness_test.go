@@ -161,8 +161,24 @@ func sendData(ctx context.Context, from user, to jid.JID, n int) error {
 	return from.UnmarshalIQ(ctx, stanza.IQ{Type: stanza.SetIQ, To: to}.Wrap(payload), nil)
 }
 
+// sendAll sends total bytes from one user to the other in IQs of chunk
+// bytes, one after the other, within timeout, and returns how long it took.
+func sendAll(t *testing.T, from, to user, total, chunk int, timeout time.Duration) time.Duration {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	defer cancel()
+	began := time.Now()
+	for sent := 0; sent < total; sent += chunk {
+		if err := sendData(ctx, from, to.LocalAddr(), chunk); err != nil {
+			t.Fatalf("after %d bytes: %v", sent, err)
+		}
+	}
+	return time.Since(began)
+}
+
 // checkLoopbackOnly checks what `ss -ltnp` would show for the server's PID:
-// listeners on 127.0.0.1 only, its c2s and s2s ports among them.
+// listeners on 127.0.0.1 only, its c2s and s2s ports (and its proxy's) among
+// them.
 func checkLoopbackOnly(t *testing.T, s *harness.Server) {
 	t.Helper()
 	addrs, err := s.Listeners()
@@ -175,7 +191,11 @@ func checkLoopbackOnly(t *testing.T, s *harness.Server) {
 			t.Errorf("%s (pid %d) listens on %s", s.Kind(), s.PID(), a)
 		}
 	}
-	for _, port := range []int{s.C2SPort(), s.S2SPort()} {
+	ports := []int{s.C2SPort(), s.S2SPort()}
+	if p, ok := s.Proxy65(); ok {
+		ports = append(ports, p.Port)
+	}
+	for _, port := range ports {
 		if !slices.Contains(addrs, netip.AddrPortFrom(loopback, uint16(port))) {
 			t.Errorf("%s (pid %d) does not listen on port %d; listeners: %v", s.Kind(), s.PID(), port, addrs)
 		}
@@ -530,19 +550,51 @@ func TestShaper(t *testing.T) {
 				harness.AddUserT(t, s, "bob", "bob-secret")
 				alice := connect(t, s, "alice", "alice-secret")
 				bob := connect(t, s, "bob", "bob-secret")
-				ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-				defer cancel()
-				began := time.Now()
-				for sent := 0; sent < total; sent += chunk {
-					if err := sendData(ctx, alice, bob.LocalAddr(), chunk); err != nil {
-						t.Fatalf("after %d bytes: %v", sent, err)
-					}
-				}
-				elapsed := time.Since(began)
+				elapsed := sendAll(t, alice, bob, total, chunk, 30*time.Second)
 				t.Logf("%s: %d bytes in %d IQs took %v (%.0f kB/s)", name, total, total/chunk,
 					elapsed.Round(time.Millisecond), float64(total)/elapsed.Seconds()/1000)
 			})
 		}
+	}
+}
+
+// TestStockLimits starts both servers as Debian ships their limits, with
+// their SOCKS5 proxies: both start, listen on 127.0.0.1 only (the proxy
+// included), and read each client at their shipped rate: 36 kB of IQs take
+// seconds (Prosody: 10000 B/s without burst; ejabberd: 3000 B/s after a
+// 20000-byte burst), where unlimited they take milliseconds. The bound is a
+// lower one, which a slow machine cannot break.
+func TestStockLimits(t *testing.T) {
+	t.Parallel()
+	const (
+		total = 36_000
+		chunk = 3_000
+		least = 2 * time.Second // 36 kB at 18 kB/s
+	)
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			var s *harness.Server
+			if kind == "prosody" {
+				s = harness.StartProsodyT(t, harness.ProsodyOptions{Limits: harness.StockLimits, Proxy65: true})
+			} else {
+				s = harness.StartEjabberdT(t, harness.EjabberdOptions{Limits: harness.StockLimits, Proxy65: true})
+			}
+			checkLoopbackOnly(t, s)
+			if s.C2SRate() == 0 || s.Limits() != harness.StockLimits {
+				t.Fatalf("C2SRate %d, Limits %v", s.C2SRate(), s.Limits())
+			}
+			harness.AddUserT(t, s, "alice", "alice-secret")
+			harness.AddUserT(t, s, "bob", "bob-secret")
+			alice := connect(t, s, "alice", "alice-secret")
+			bob := connect(t, s, "bob", "bob-secret")
+			elapsed := sendAll(t, alice, bob, total, chunk, time.Minute)
+			t.Logf("%d bytes in %d IQs took %v (%.1f kB/s; the c2s rate is %d B/s)", total, total/chunk,
+				elapsed.Round(time.Millisecond), total/elapsed.Seconds()/1000, s.C2SRate())
+			if elapsed < least {
+				t.Fatalf("%d bytes took %v: the c2s limit is not in force", total, elapsed)
+			}
+		})
 	}
 }
 
@@ -562,16 +614,7 @@ func TestProsodyTuning(t *testing.T) {
 		harness.AddUserT(t, s, "bob", "bob-secret")
 		alice := connect(t, s, "alice", "alice-secret")
 		bob := connect(t, s, "bob", "bob-secret")
-		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-		began := time.Now()
-		for sent := 0; sent < total; sent += chunk {
-			if err := sendData(ctx, alice, bob.LocalAddr(), chunk); err != nil {
-				cancel()
-				t.Fatalf("after %d bytes: %v", sent, err)
-			}
-		}
-		cancel()
-		times[tuned] = time.Since(began)
+		times[tuned] = sendAll(t, alice, bob, total, chunk, 30*time.Second)
 		t.Logf("tuned=%v: %d bytes in %d IQs took %v", tuned, total, total/chunk, times[tuned].Round(time.Millisecond))
 		cfg, err := os.ReadFile(filepath.Join(s.Dir(), "prosody.cfg.lua"))
 		if err != nil {

@@ -24,17 +24,31 @@ type ProsodyOptions struct {
 	Domain string
 	// C2SPort and S2SPort are ports on 127.0.0.1; zero picks a free port.
 	C2SPort, S2SPort int
+	// Limits chooses the client limits: Unlimited (default) or StockLimits,
+	// the mod_limits rates of Debian's prosody.cfg.lua (see [StockLimits]).
+	Limits Limits
 	// StanzaSizeLimit is c2s_stanza_size_limit in bytes; default
-	// DefaultStanzaSizeLimit (Prosody's own default is 262144).
+	// DefaultStanzaSizeLimit, or with StockLimits Prosody's own default
+	// (262144, which Debian's file keeps).
 	StanzaSizeLimit int
 	// S2SStanzaSizeLimit is s2s_stanza_size_limit in bytes; default
-	// DefaultStanzaSizeLimit (Prosody's own default is 524288).
+	// DefaultStanzaSizeLimit, or with StockLimits Prosody's own default
+	// (524288).
 	S2SStanzaSizeLimit int
 	// Shaper, if not nil, loads mod_limits with this c2s rate (s2s stays
 	// unlimited). The rate must be a multiple of 10 bytes/s. Burst is ignored
 	// by Prosody's epoll backend, which pauses reading from a connection for
 	// n/Rate seconds after each read of n bytes (at most ReadSize).
+	// It cannot be combined with StockLimits.
 	Shaper *Shaper
+	// Proxy65 runs Prosody's SOCKS5 bytestream proxy: the component
+	// "proxy.<Domain>" with module proxy65, listening on
+	// 127.0.0.1:Proxy65Port and announcing that address in its streamhost.
+	// Prosody lists a component under its parent host in the host's
+	// disco#items by itself. [Server.Proxy65] reports it.
+	Proxy65 bool
+	// Proxy65Port is the proxy's port on 127.0.0.1; zero picks a free port.
+	Proxy65Port int
 	// DisableNagle sets network_settings = { nagle = false } (TCP_NODELAY on
 	// every connection). Off by default: users' servers are untuned, and with
 	// Nagle on a stanza larger than ~8 KiB costs ~40 ms (see anchors.md).
@@ -74,11 +88,18 @@ func newProsody(opts ProsodyOptions) (*Server, error) {
 	if opts.Domain == "" {
 		opts.Domain = "a.localhost"
 	}
-	if opts.StanzaSizeLimit == 0 {
-		opts.StanzaSizeLimit = DefaultStanzaSizeLimit
+	if err := opts.Limits.check(opts.Shaper); err != nil {
+		return nil, err
 	}
-	if opts.S2SStanzaSizeLimit == 0 {
-		opts.S2SStanzaSizeLimit = DefaultStanzaSizeLimit
+	if opts.Limits == Unlimited {
+		// With StockLimits, zero leaves Prosody's own defaults, as
+		// Debian's file does.
+		if opts.StanzaSizeLimit == 0 {
+			opts.StanzaSizeLimit = DefaultStanzaSizeLimit
+		}
+		if opts.S2SStanzaSizeLimit == 0 {
+			opts.S2SStanzaSizeLimit = DefaultStanzaSizeLimit
+		}
 	}
 	if opts.LogLevel == "" {
 		opts.LogLevel = "info"
@@ -109,8 +130,19 @@ func newProsody(opts ProsodyOptions) (*Server, error) {
 			return nil, err
 		}
 	}
-	if err := fillPorts(&opts.C2SPort, &opts.S2SPort); err != nil {
+	ports := []*int{&opts.C2SPort, &opts.S2SPort}
+	if opts.Proxy65 {
+		ports = append(ports, &opts.Proxy65Port)
+	}
+	if err := fillPorts(ports...); err != nil {
 		return nil, err
+	}
+	var proxy Proxy65
+	if opts.Proxy65 {
+		var err error
+		if proxy, err = newProxy65(opts.Domain, opts.Proxy65Port); err != nil {
+			return nil, err
+		}
 	}
 	certPEM, keyPEM, err := ca.Issue(opts.Domain)
 	if err != nil {
@@ -144,6 +176,17 @@ func newProsody(opts ProsodyOptions) (*Server, error) {
 		stdoutPath:   filepath.Join(dir, "stdout.log"),
 		logPaths:     []string{filepath.Join(dir, "stdout.log"), filepath.Join(dir, "prosody.log")},
 		startFailure: prosodyStartFailure,
+		limits:       opts.Limits,
+		proxy65:      proxy,
+	}
+	switch {
+	case opts.Limits == StockLimits:
+		s.c2sRate = ProsodyStockC2SRate
+	case opts.Shaper != nil:
+		s.c2sRate = opts.Shaper.Rate
+	}
+	if opts.Proxy65 {
+		s.ports = append(s.ports, opts.Proxy65Port)
 	}
 	s.command = func() *exec.Cmd {
 		// -F: foreground, so the PID is the server itself.
@@ -198,15 +241,30 @@ func prosodyConfig(dir string, o ProsodyOptions) string {
 	w("authentication = \"internal_hashed\"")
 	w("storage = \"internal\"")
 	modules := []string{"tls", "saslauth", "disco", "roster", "ping", "dialback"}
-	if o.Shaper != nil {
+	if o.Shaper != nil || o.Limits == StockLimits {
 		modules = append(modules, "limits")
 	}
 	for i, m := range modules {
 		modules[i] = q(m)
 	}
 	w("modules_enabled = { %s }", strings.Join(modules, ", "))
-	w("c2s_stanza_size_limit = %d", o.StanzaSizeLimit)
-	w("s2s_stanza_size_limit = %d", o.S2SStanzaSizeLimit)
+	if o.StanzaSizeLimit != 0 {
+		w("c2s_stanza_size_limit = %d", o.StanzaSizeLimit)
+	}
+	if o.S2SStanzaSizeLimit != 0 {
+		w("s2s_stanza_size_limit = %d", o.S2SStanzaSizeLimit)
+	}
+	if o.Limits == StockLimits {
+		// Debian's prosody.cfg.lua, verbatim.
+		w("limits = {")
+		w("\tc2s = {")
+		w("\t\trate = \"10kb/s\";")
+		w("\t};")
+		w("\ts2sin = {")
+		w("\t\trate = \"30kb/s\";")
+		w("\t};")
+		w("}")
+	}
 	if o.Shaper != nil {
 		burst := ""
 		if o.Shaper.Burst > 0 {
@@ -232,10 +290,23 @@ func prosodyConfig(dir string, o ProsodyOptions) string {
 		w("  };")
 		w("}")
 	}
+	if o.Proxy65 {
+		// The proxy's listener is global: under the Component these two
+		// are ignored (with a warning) and it listens on port 5000.
+		w("proxy65_ports = { %d }", o.Proxy65Port)
+		w("proxy65_interfaces = { \"127.0.0.1\" }")
+	}
 	w("ssl = { certificate = %s; key = %s; }",
 		q(filepath.Join(dir, "certs", o.Domain+".crt")), q(filepath.Join(dir, "certs", o.Domain+".key")))
 	w("-- Everything above is global; below is per host.")
 	w("VirtualHost %s", q(o.Domain))
+	if o.Proxy65 {
+		// A component under the VirtualHost's domain is in the host's
+		// disco#items without a disco_items entry (which would list it
+		// twice).
+		w("Component %s \"proxy65\"", q(proxyHost(o.Domain)))
+		w("\tproxy65_address = \"127.0.0.1\"")
+	}
 	return b.String()
 }
 

@@ -90,6 +90,9 @@ type Server struct {
 	command      func() *exec.Cmd        // builds the server's command line
 	startFailure func(log string) string // a fatal start problem the log reveals, or ""
 	addUser      func(ctx context.Context, local, password string) error
+	limits       Limits
+	c2sRate      int     // bytes/s each client is read at; 0 = unlimited
+	proxy65      Proxy65 // Port 0: none
 
 	lifecycle sync.Mutex // serializes Start, Stop and Close
 	mu        sync.Mutex // guards the fields below

@@ -54,7 +54,8 @@ type Config struct {
 	// QueueTarget is how much queueing delay the tunnels of a session may
 	// add, together, to everything else the session sends — a ping, a chat
 	// message, another tunnel's interactive data — beyond the fastest round
-	// trip seen lately (default 5 ms). The in-flight bound follows the rate
+	// trip seen lately (default 4 ms; on a long path a quarter of its round
+	// trip, where jitter alone is more). The in-flight bound follows the rate
 	// the path delivers so as to keep it; on a path so slow (a server's
 	// shaper) that one data stanza alone takes longer, data stanzas shrink
 	// to what the path carries in 200 ms.
@@ -85,7 +86,10 @@ type Config struct {
 	// trips (RFC 6298), never below MinAckTimeout.
 	AckTimeout time.Duration
 	// MinAckTimeout bounds the adaptive acknowledgement timeout from below
-	// (default 1 s).
+	// (default 2 s: an XMPP server loses no stanza while both sessions
+	// stay up, but its shaper may hold the peer's answer behind one of the
+	// peer's own data stanzas for a second; ejabberd's, as Debian ships
+	// it, reads a client at 3000 B/s).
 	MinAckTimeout time.Duration
 	// StartTimeout is how long a start waits for its answer (default 30 s);
 	// a start is not sent again on a timeout.
@@ -152,10 +156,10 @@ func (c *Config) withDefaults() Config {
 	def(&d.MaxTries, 8)
 	defd(&d.AckTimeout, 3*time.Second)
 	defd(&d.StartTimeout, 30*time.Second)
-	defd(&d.MinAckTimeout, time.Second)
+	defd(&d.MinAckTimeout, 2*time.Second)
 	defd(&d.CloseTimeout, 15*time.Second)
 	defd(&d.Linger, 2*time.Minute)
-	defd(&d.QueueTarget, 5*time.Millisecond)
+	defd(&d.QueueTarget, 4*time.Millisecond)
 	defd(&d.KeepAlive, 30*time.Second)
 	defd(&d.KeepAliveTimeout, 30*time.Second)
 	d.BlockSize = clamp(d.BlockSize, xstanza.MinBlockSize, xstanza.MaxBlockSize)

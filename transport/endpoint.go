@@ -114,7 +114,7 @@ func NewEndpoint(s Session, cfg *Config) *Endpoint {
 	}
 	e.timer.Stop()
 	e.chunk.Store(int64(c.ChunkSize))
-	e.env = env{cfg: &e.cfg, log: c.Logger, chunk: c.ChunkSize, grant: e.grant}
+	e.env = env{cfg: &e.cfg, log: c.Logger, chunk: c.ChunkSize, grant: e.grant, peerHeard: e.lastHeard}
 	e.path = newIQPath(e, s)
 	go e.run()
 	go e.path.writeLoop()
@@ -141,7 +141,7 @@ func (e *Endpoint) ChunkSize() int { return int(e.chunk.Load()) }
 func (e *Endpoint) SetChunkSize(n int) {
 	n = clamp(n, 1, xstanza.MaxBlockSize)
 	e.chunk.Store(int64(n))
-	e.post(func(now time.Time) { e.path.setChunk(n) })
+	e.post(func(now time.Time) { e.path.setChunk(n, false) })
 }
 
 // LocalAddr returns the session's full JID.

@@ -18,9 +18,9 @@ import (
 func TestGoroutineBound(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		before := runtime.NumGoroutine()
-		// 64-byte blocks: the in-flight bound's start (16 KiB) is 256 of
+		// 16-byte blocks: the in-flight bound's start (4 KiB) is 256 of
 		// them, and no time passes under synctest for it to move.
-		f, e := newFakeEndpoint(&Config{ChunkSize: 64})
+		f, e := newFakeEndpoint(&Config{ChunkSize: 16})
 		t.Cleanup(func() { e.Close() })
 		synctest.Wait()
 		require.Equal(t, before+2, runtime.NumGoroutine(), "an Endpoint's own goroutines")
@@ -34,9 +34,9 @@ func TestGoroutineBound(t *testing.T) {
 		}
 		idle := runtime.NumGoroutine()
 		for i, c := range conns {
-			n := 25 * 64
+			n := 25 * 16
 			if i == 0 {
-				n += 6 * 64
+				n += 6 * 16
 			}
 			_, err := c.Write(make([]byte, n))
 			require.NoError(t, err)

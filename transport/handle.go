@@ -118,6 +118,7 @@ func (e *Endpoint) element(iq stanza.IQ, name, sid string, verdict func(c *Conn,
 		if !c.t.opening() {
 			c.t.heard(now)
 		}
+		e.peerHeard(c.t.bare, now)
 		r, why = verdict(c, now)
 		if c.t.finishPending {
 			finish = c

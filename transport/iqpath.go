@@ -79,6 +79,10 @@ type attempt struct {
 	f        *flight
 	handedAt time.Time // handed to the writer
 	written  time.Time // left (zero until the writer says so)
+	// delivered is the controller's total when the attempt was handed
+	// over: what was acknowledged while it travelled is its delivery
+	// rate sample.
+	delivered int
 }
 
 // outIQ is one IQ waiting for the writer.
@@ -115,7 +119,7 @@ func newIQPath(e *Endpoint, s Session) *iqPath {
 		pending:  make(map[string]*attempt),
 		idPrefix: "x" + base64.RawURLEncoding.EncodeToString(b[:]) + "-",
 		sched:    newSched(),
-		ctl:      newController(e.cfg.QueueTarget, e.cfg.ChunkSize, e.cfg.SessionWindow),
+		ctl:      newController(e.cfg.QueueTarget, e.cfg.ChunkSize, e.cfg.SessionWindow, !e.cfg.chunkSet),
 		wwake:    make(chan struct{}, 1),
 		wdone:    make(chan struct{}),
 	}
@@ -128,9 +132,10 @@ func newIQPath(e *Endpoint, s Session) *iqPath {
 	return p
 }
 
-// setChunk sets the chunk size the Endpoint wants.
-func (p *iqPath) setChunk(n int) {
-	p.ctl.setChunkMax(n)
+// setChunk sets the chunk size the Endpoint wants; see
+// controller.setChunkMax for grow.
+func (p *iqPath) setChunk(n int, grow bool) {
+	p.ctl.setChunkMax(n, grow)
 	p.e.env.chunk = p.ctl.chunk
 }
 
@@ -246,7 +251,7 @@ func (p *iqPath) ours(id string) bool {
 func (p *iqPath) send(c *Conn, f *flight, now time.Time) {
 	t := c.t
 	o := &outIQ{id: p.newID(), to: c.peerStr, typ: stanza.SetIQ}
-	o.att = &attempt{c: c, f: f, handedAt: now}
+	o.att = &attempt{c: c, f: f, handedAt: now, delivered: p.ctl.total}
 	switch f.kind {
 	case kStart:
 		o.elem = t.startElement().TokenReader()
@@ -433,15 +438,29 @@ func (p *iqPath) handleAnswer(iq stanza.IQ, t xml.TokenReader, start *xml.StartE
 	p.e.post(func(now time.Time) { p.answer(a, now) })
 }
 
+// heard records an answer that came at at: the path is delivering. The
+// gaps between answers while IQs wait for theirs say how long an answer may
+// take to come on this path (a shaper's queue releases one stanza at a
+// time), which no acknowledgement timeout may undercut.
+func (p *iqPath) heard(at time.Time) {
+	env := &p.e.env
+	if !at.After(env.lastAnswer) {
+		return
+	}
+	if !env.lastAnswer.IsZero() && len(p.pending) > 1 {
+		gap := at.Sub(env.lastAnswer)
+		env.answerGap = max(gap, env.answerGap-env.answerGap/16)
+	}
+	env.lastAnswer = at
+}
+
 // answer hands an answer to the flight it answers.
 func (p *iqPath) answer(a *answer, now time.Time) {
 	att := p.pending[a.id]
 	if att == nil {
 		return
 	}
-	if a.at.After(p.e.env.lastAnswer) {
-		p.e.env.lastAnswer = a.at
-	}
+	p.heard(a.at)
 	if att.c == nil {
 		delete(p.pending, a.id)
 		p.probeAnswered(a)
@@ -470,8 +489,9 @@ func (p *iqPath) answer(a *answer, now time.Time) {
 	default:
 		if n := c.t.onResult(att.f, rtt); n > 0 {
 			c.inflight -= n
-			p.ctl.acked(n, rtt, a.at)
+			p.ctl.acked(n, rtt, a.at, att.delivered)
 			p.e.env.chunk = p.ctl.chunk
+			p.e.env.rate = p.ctl.rate
 		}
 	}
 	p.e.markDirty(c)

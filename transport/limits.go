@@ -3,6 +3,7 @@ package transport
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // What one Endpoint, and one peer, may take of the receiver's memory and
@@ -44,6 +45,24 @@ type limits struct {
 type peerUse struct {
 	tunnels int
 	mem     int
+	// heard is when an element from the peer last arrived, on any of its
+	// tunnels: its stanzas are still coming out of its server's queue.
+	heard time.Time
+}
+
+// peerHeard notes that an element from the peer bare arrived at now.
+func (e *Endpoint) peerHeard(bare string, now time.Time) {
+	if p := e.limits.peers[bare]; p != nil && now.After(p.heard) {
+		p.heard = now
+	}
+}
+
+// lastHeard returns when an element from the peer bare last arrived.
+func (e *Endpoint) lastHeard(bare string) time.Time {
+	if p := e.limits.peers[bare]; p != nil {
+		return p.heard
+	}
+	return time.Time{}
 }
 
 // admit reserves a tunnel slot and a window for a tunnel with the peer

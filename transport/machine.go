@@ -73,6 +73,10 @@ type tunnel struct {
 	lastHeard time.Time
 	probeDue  bool // a keep-alive probe is to be sent
 	probing   bool // one was sent since lastHeard
+	// holdUntil holds the timeouts of data blocks after one was sent
+	// again on a timeout, until that one has had a timeout of its own or
+	// a data block is acknowledged.
+	holdUntil time.Time
 
 	// Receive side.
 	rflow       recvFlow
@@ -101,9 +105,20 @@ type env struct {
 	// lastAnswer is when the path last brought an answer to any element of
 	// the session: a path that is still delivering is not losing.
 	lastAnswer time.Time
+	// answerGap is about the longest time between two answers lately
+	// while IQs were waiting: no acknowledgement timeout is shorter than
+	// twice that.
+	answerGap time.Duration
+	// rate is the payload bytes per second the path delivers lately (0:
+	// not known): an element waits behind the bytes sent before it for as
+	// long as they take at that rate, which is a queue, not a loss.
+	rate float64
 	// grant, if not nil, is asked for more window bytes for a tunnel with
 	// the peer bare: the receiver's memory budgets (limits.go).
 	grant func(bare string, more int) bool
+	// peerHeard, if not nil, says when an element from the peer bare last
+	// arrived, on any of its tunnels.
+	peerHeard func(bare string) time.Time
 }
 
 type kind int
@@ -437,13 +452,9 @@ func (t *tunnel) deadline() time.Time {
 		}
 	}
 	if t.state != stGone {
-		for s := t.oldest; t.nUnacked > 0 && s != t.nextSeq; s++ {
-			if f := t.unacked[s&255]; f != nil {
-				at(t.due(f))
-			}
-		}
+		t.eachData(func(f *flight, ahead int) { at(t.due(f, ahead)) })
 		for _, f := range t.ctrl {
-			at(t.due(f))
+			at(t.due(f, 0))
 		}
 		for _, f := range t.retrans {
 			at(f.notBefore)
@@ -485,6 +496,15 @@ func (t *tunnel) laterOfProgress(x time.Time) time.Time {
 	return x
 }
 
+// peerProgress returns when an element from the peer last arrived, on any
+// of its tunnels, or the zero time.
+func (t *tunnel) peerProgress() time.Time {
+	if t.env.peerHeard == nil {
+		return time.Time{}
+	}
+	return t.env.peerHeard(t.bare)
+}
+
 // onTimer handles the time passing: acknowledgement timeouts, backoffs that
 // ended, a close that waited too long, a linger that ended.
 func (t *tunnel) onTimer(now time.Time) {
@@ -515,14 +535,19 @@ func (t *tunnel) onTimer(now time.Time) {
 			t.probeDue = true
 		}
 	}
+	// Data: the oldest late block goes again, and the others wait for a
+	// timeout of their own from now, as TCP restarts its timer on a
+	// retransmission: on a path that delivers in order, the blocks behind
+	// a lost one are usually not lost, and sending them all again would
+	// only lengthen the queue.
 	var late []*flight
-	for s := t.oldest; t.nUnacked > 0 && s != t.nextSeq; s++ {
-		if f := t.unacked[s&255]; f != nil && t.timedOut(f, now) {
+	t.eachData(func(f *flight, ahead int) {
+		if len(late) == 0 && t.timedOut(f, ahead, now) {
 			late = append(late, f)
 		}
-	}
+	})
 	for _, f := range t.ctrl {
-		if t.timedOut(f, now) {
+		if t.timedOut(f, 0, now) {
 			late = append(late, f)
 		}
 	}
@@ -530,30 +555,85 @@ func (t *tunnel) onTimer(now time.Time) {
 		if t.state == stGone {
 			return
 		}
+		if f.kind == kData {
+			t.holdUntil = now.Add(t.rtt.timeout(f.tries + 1))
+		}
 		t.retry(f, ErrAckTimeout, 0, now)
+	}
+}
+
+// eachData calls fn for each data block in flight, oldest first, with the
+// payload bytes of the blocks in flight before it.
+func (t *tunnel) eachData(fn func(f *flight, ahead int)) {
+	ahead := 0
+	for s := t.oldest; t.nUnacked > 0 && s != t.nextSeq; s++ {
+		if f := t.unacked[s&255]; f != nil {
+			fn(f, ahead)
+			if !f.writtenAt.IsZero() {
+				ahead += len(f.payload)
+			}
+		}
 	}
 }
 
 // due is when f's latest attempt times out: a full timeout after the later
 // of its sending and the path's last answer (as TCP restarts its
 // retransmission timer on each acknowledgement: an element waiting behind
-// others a slow path is still delivering is not lost). Zero while the
+// others a slow path is still delivering is not lost), plus what the
+// ahead bytes sent before it take at the path's rate. Zero while the
 // attempt waits to be written or f waits to be sent again.
-func (t *tunnel) due(f *flight) time.Time {
+func (t *tunnel) due(f *flight, ahead int) time.Time {
 	if f.writtenAt.IsZero() || f.settled || f.queued {
 		return time.Time{}
 	}
-	rto := t.rtt.timeout(f.tries)
+	// On a path that releases one answer every few seconds (a server's
+	// shaper), an element waits that long behind each one before it: that
+	// is a queue, not a loss, and sending it again would only lengthen it.
+	rto := max(t.rtt.timeout(f.tries), 2*t.env.answerGap)
 	if f.kind == kStart {
 		// A start is not sent again on a timeout (the peer may have created
 		// the tunnel), so it waits longer: an overloaded responder must not
 		// fail a Dial that its context would still allow.
 		rto = max(rto, t.env.cfg.StartTimeout)
 	}
-	return t.laterOfProgress(f.writtenAt).Add(rto)
+	if t.env.rate > 0 && ahead > 0 {
+		rto += time.Duration(float64(ahead) / t.env.rate * float64(time.Second))
+	}
+	d := t.laterOfProgress(f.writtenAt).Add(rto)
+	if h := t.peerProgress(); h.After(f.writtenAt) {
+		// The peer's stanzas keep coming: its answer may wait in its
+		// server's queue behind them (a shaper reads its client at a few
+		// KB/s), and a server delivers one sender's stanzas in order. A
+		// full timeout from the last of them, but not beyond peerWait
+		// timeouts: an answer that was lost must not wait for the peer
+		// to fall silent.
+		d = later(d, earlier(h.Add(rto), f.writtenAt.Add(peerWait*rto)))
+	}
+	if f.kind == kData && d.Before(t.holdUntil) {
+		d = t.holdUntil
+	}
+	return d
 }
 
-func (t *tunnel) timedOut(f *flight, now time.Time) bool {
-	d := t.due(f)
+// peerWait bounds, in timeouts after its sending, how long the peer's
+// stanzas that keep arriving hold an element's timeout off.
+const peerWait = 4
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func earlier(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func (t *tunnel) timedOut(f *flight, ahead int, now time.Time) bool {
+	d := t.due(f, ahead)
 	return !d.IsZero() && !now.Before(d)
 }

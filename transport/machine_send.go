@@ -250,6 +250,9 @@ func (t *tunnel) onResult(f *flight, rtt time.Duration) int {
 			t.oldest = t.nextSeq
 		}
 		t.rtt.sample(rtt)
+		// The path delivers: the blocks still unacknowledged get a full
+		// timeout from this answer (due), not from the last retransmission.
+		t.holdUntil = time.Time{}
 		n := len(f.payload)
 		putBuf(f.payload)
 		f.payload = nil
@@ -312,9 +315,11 @@ func (t *tunnel) onError(f *flight, se stanza.Error, now time.Time) {
 		t.settle(f)
 		return
 	}
-	if f.kind == kClose && f.tries > 1 && se.Condition == stanza.ItemNotFound {
-		// A close sent again whose first copy arrived: the peer has already
-		// forgotten the tunnel.
+	if f.kind == kClose && se.Condition == stanza.ItemNotFound && (f.tries > 1 || t.peerClosed) {
+		// A close sent again whose first copy arrived, or one the path
+		// delivered twice (a stream resumption may) after the peer had
+		// closed too: the peer has already forgotten the tunnel, and our
+		// close is sent only once all our data is acknowledged.
 		t.onResult(f, 0)
 		return
 	}

@@ -132,6 +132,31 @@ var machineCases = [...]struct {
 		m.advance(500 * time.Millisecond)
 		m.wantData(t, 0, "a")
 	}},
+	12: {"a slow path: a block waits behind the bytes ahead of it, then behind answers seconds apart", func(t *testing.T) {
+		m := opened(&Config{AckTimeout: time.Second, MinAckTimeout: time.Second, ChunkSize: 2000}, 4096, 65536)
+		m.env.rate = 1000 // bytes a second
+		m.write(string(make([]byte, 2000)))
+		first := m.wantData(t, 0, string(make([]byte, 2000)))
+		m.write("x")
+		m.wantData(t, 1, "x") // two seconds of data ahead of it
+		m.advance(time.Second)
+		// The first goes again; the second, with 2 s ahead, is not late.
+		require.Same(t, first, m.next())
+		m.sent(first)
+		m.wantNothing(t)
+		m.ack(first)
+		m.env.lastAnswer = m.now
+		// A shaper releases one answer every 2.5 s: a 1 s timeout would
+		// send it again after each.
+		m.env.answerGap = 2500 * time.Millisecond
+		for range 4 {
+			m.env.lastAnswer = m.now
+			m.advance(2500 * time.Millisecond)
+			m.wantNothing(t)
+		}
+		m.advance(2500 * time.Millisecond) // no answer for two gaps
+		m.wantData(t, 1, "x")
+	}},
 	3: {"wait error: resent after a backoff, not before", func(t *testing.T) {
 		m := opened(nil, 4096, 65536)
 		m.write("x")
@@ -281,7 +306,9 @@ type wire struct {
 // what the other wrote.
 func pairRun(t *testing.T, seed uint64, loss, dup float64, reorder bool) {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	cfg := &Config{BlockSize: 4096, Window: 8192, MaxWindow: 8192, ChunkSize: 1000, MaxTries: 1 << 20, AckTimeout: time.Second, MinAckTimeout: time.Second, Linger: time.Second}
+	// A block lost four times in a row backs off past the default
+	// CloseTimeout; this test is about exact delivery, not about giving up.
+	cfg := &Config{BlockSize: 4096, Window: 8192, MaxWindow: 8192, ChunkSize: 1000, MaxTries: 1 << 20, AckTimeout: time.Second, MinAckTimeout: time.Second, Linger: time.Second, CloseTimeout: time.Hour}
 	a, b := newMT(cfg, true), newMT(cfg, false)
 	b.env.chunk = 777
 	b.now = a.now

@@ -238,8 +238,11 @@ func TestReceiverCreditAbsolute(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f, e, c := responder(t, &Config{ChunkSize: 4096})
 		// Bob granted 16384. Fill it.
-		_, err := c.Write(bytes.Repeat([]byte("x"), 16384+100))
-		require.NoError(t, err)
+		wrote := make(chan error, 1)
+		go func() {
+			_, err := c.Write(bytes.Repeat([]byte("x"), 16384+100))
+			wrote <- err
+		}()
 		synctest.Wait()
 		var sent int
 		for range 4 {
@@ -250,6 +253,7 @@ func TestReceiverCreditAbsolute(t *testing.T) {
 		synctest.Wait()
 		f.none(t)
 		require.Equal(t, 16384, sent)
+		require.NoError(t, <-wrote)
 		for range 3 { // the same credit three times, as retransmissions would
 			require.True(t, isAck(deliver(t, e, stanza.SetIQ, bobJID, encodeElem(xstanza.Credit{SID: sid, Limit: 16384 + 50}))))
 		}

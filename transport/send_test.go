@@ -424,6 +424,28 @@ func TestSenderHalfClose(t *testing.T) {
 	})
 }
 
+// A close the path delivered twice after the peer had closed too finds the
+// peer's tunnel gone on its second copy: item-not-found then answers a
+// close whose first copy was acknowledged, so CloseWrite succeeds.
+func TestDuplicatedCloseAfterPeerClosed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, e, c, start := initiator(t, nil)
+		proceed(start, 4096, 65536)
+		require.Contains(t, deliver(t, e, stanza.SetIQ, bobJID, encodeElem(xstanza.Close{SID: sid})), "<closed")
+		done := make(chan error)
+		go func() { done <- c.CloseWrite() }()
+		cl := f.next(t)
+		require.Equal(t, xstanza.Close{SID: sid}, cl.elem)
+		cl.fail(stanza.Cancel, stanza.ItemNotFound)
+		require.NoError(t, <-done)
+		select {
+		case <-c.Done():
+		default:
+			t.Fatal("tunnel not gone after both directions closed")
+		}
+	})
+}
+
 // Done fires only once the answer to the peer's close is written: an
 // application that ends its session when the tunnel is gone must not cut
 // off that answer (the peer would send its close again and fail).
@@ -678,7 +700,7 @@ func TestSessionEnded(t *testing.T) {
 // bounds.)
 func TestSessionWindow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		const window = 16384
+		const window = 8192
 		f, e := newFakeEndpoint(&Config{SessionWindow: window, ChunkSize: 4096})
 		t.Cleanup(func() { e.Close() })
 		var conns []*Conn
@@ -754,9 +776,9 @@ func TestSessionWindow(t *testing.T) {
 // while answers keep coming.
 func TestSenderTimerRestartsOnProgress(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f, _, c, start := initiator(t, &Config{AckTimeout: 2 * time.Second, ChunkSize: 4096})
+		f, _, c, start := initiator(t, &Config{AckTimeout: 2 * time.Second, ChunkSize: 1024})
 		proceed(start, 4096, 65536)
-		_, err := c.Write(make([]byte, 3*4096))
+		_, err := c.Write(make([]byte, 3*1024))
 		require.NoError(t, err)
 		var out []*sentIQ
 		for range 3 {
@@ -771,6 +793,29 @@ func TestSenderTimerRestartsOnProgress(t *testing.T) {
 		synctest.Wait()
 		f.none(t)
 		require.NoError(t, c.Err())
+	})
+}
+
+// The peer's answer may wait in its server's queue behind the stanzas it
+// sent before (a shaper reading it at a few KB/s): while they keep
+// arriving, an IQ is not sent again, but only for peerWait timeouts, so
+// that a lost answer does not wait for the peer to fall silent.
+func TestTimerWaitsWhilePeerStanzasArrive(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, e, c, start := initiator(t, &Config{AckTimeout: time.Second, MinAckTimeout: time.Second})
+		proceed(start, 4096, 65536)
+		_, err := c.Write([]byte("hello"))
+		require.NoError(t, err)
+		require.Equal(t, []byte("hello"), payloadOf(t, f.next(t)))
+		for i := range 9 {
+			time.Sleep(400 * time.Millisecond)
+			synctest.Wait()
+			f.none(t)
+			require.True(t, isAck(deliver(t, e, stanza.SetIQ, bobJID, data(i, "x"))))
+		}
+		time.Sleep(400 * time.Millisecond) // peerWait timeouts after the sending
+		synctest.Wait()
+		require.Equal(t, []byte("hello"), payloadOf(t, f.next(t)), "sent again")
 	})
 }
 

@@ -50,7 +50,10 @@ type Config struct {
 	PairingCode func(peer jid.JID) ([]byte, bool)
 
 	// AcceptPeer decides whether a peer may open a tunnel to us (a Listener
-	// must exist too). Default: any peer.
+	// must exist too). Default: any peer. A peer it refuses is answered
+	// not-acceptable (cancel), before any limit is looked at: a refusal
+	// is final, where a limit invites the peer to try again. It runs on
+	// the session's Serve goroutine and must not block.
 	AcceptPeer func(peer jid.JID) bool
 	// AcceptFailed, if set, learns why a tunnel a peer opened to us was not
 	// handed to Accept: its TLS handshake, trust decision or pairing failed
@@ -59,6 +62,20 @@ type Config struct {
 	// already. It runs on the tunnel's own goroutine; Handler.Close waits
 	// for it, so it must not block for long. Failures are logged either way.
 	AcceptFailed func(peer jid.JID, err error)
+
+	// MaxPending bounds the tunnels peers opened that Accept has not taken
+	// yet (their handshake in progress, or complete and waiting), all peers
+	// together: default 64. MaxPendingPerPeer bounds them for one peer (a
+	// bare JID, all its resources together): default 8. MaxHandshakesPerPeer
+	// bounds, for one peer, those whose handshake is in progress: default
+	// 4. A start beyond any of them is answered resource-constraint (wait),
+	// which the peer's transport tries again for a few seconds, and costs
+	// us no TLS work; so a peer whose handshakes stall (a start and never a
+	// ClientHello holds its slot for HandshakeTimeout) or who never gets
+	// its tunnels accepted cannot take the slots of another.
+	MaxPending           int
+	MaxPendingPerPeer    int
+	MaxHandshakesPerPeer int
 
 	// MinVersion is the lowest TLS version accepted: TLS 1.2 by default. It
 	// can be raised to TLS 1.3, never lowered: a lower value is replaced by
@@ -186,8 +203,16 @@ func (c *Config) withDefaults() Config {
 		}
 		d.MinVersion = tls.VersionTLS12
 	}
-	if d.HandshakeTimeout == 0 {
+	if d.HandshakeTimeout <= 0 {
 		d.HandshakeTimeout = 30 * time.Second
+	}
+	for _, f := range []struct {
+		v   *int
+		def int
+	}{{&d.MaxPending, 64}, {&d.MaxPendingPerPeer, 8}, {&d.MaxHandshakesPerPeer, 4}} {
+		if *f.v <= 0 {
+			*f.v = f.def
+		}
 	}
 	if d.Time == nil {
 		d.Time = time.Now

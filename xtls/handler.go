@@ -29,6 +29,7 @@ type Handler struct {
 
 	pairs pairState     // failed pairings per peer and code
 	pres  presenceTable // contacts' resources, for Dial to a bare JID
+	fails failures      // failed accepting handshakes per peer (back-off)
 
 	mu     sync.Mutex
 	ln     *Listener

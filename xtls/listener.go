@@ -1,8 +1,11 @@
 package xtls
 
 import (
+	"context"
+	"errors"
 	"net"
 	"sync"
+	"time"
 
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
@@ -12,8 +15,13 @@ import (
 
 // The accept path. A peer's start meets, in the order of docs/protocol.md
 // §6.2: the peer policy (S6: a Listener exists, Config.AcceptPeer), then the
-// transport's limits and the Handler's (S7: the handshake slots of
-// MaxPending), then the handshake on a goroutine of its own.
+// transport's limits and the Handler's (S7: back-off, then the handshake
+// slots of MaxPending), then the handshake on a goroutine of its own.
+
+// alertFlushTimeout bounds how long a failed accepting handshake waits for
+// its TLS alert (or Fail verdict) to be acknowledged before it aborts the
+// tunnel, so that the dialer learns why ("bad certificate").
+const alertFlushTimeout = 2 * time.Second
 
 var (
 	errNotAcceptable      = stanza.Error{Type: stanza.Cancel, Condition: stanza.NotAcceptable}
@@ -22,7 +30,7 @@ var (
 
 // Listener accepts the tunnels peers open. Accept returns connections whose
 // TLS handshake has completed and whose peer is trusted; the others are
-// logged, reported to Config.AcceptFailed and closed.
+// logged, reported to Config.AcceptFailed and aborted.
 type Listener struct {
 	h    *Handler
 	ch   chan *Conn
@@ -77,6 +85,9 @@ func (h *Handler) peerPolicy(peer jid.JID) error {
 // work.
 func (h *Handler) accept(tc *transport.Conn) error {
 	bare := tc.Peer().Bare().String()
+	if h.fails.refused(bare, time.Now()) {
+		return errResourceConstraint
+	}
 	h.mu.Lock()
 	ln := h.ln
 	if h.closed || ln == nil {
@@ -134,6 +145,9 @@ func (h *Handler) serverHandshake(ln *Listener, tc *transport.Conn) {
 	defer h.hs.Done()
 	bare := tc.Peer().Bare().String()
 	c := h.newConn(tc, nil)
+	// crypto/tls closes the conn when the handshake's context ends: that
+	// must abort the tunnel, not close it gracefully and linger.
+	c.raw.abortOnClose.Store(true)
 	ctx, cancel := contextWithTimeout(h.cfg.HandshakeTimeout, ln.done)
 	wait := h.tuneChunk(ctx)
 	err := c.Handshake(ctx)
@@ -143,6 +157,8 @@ func (h *Handler) serverHandshake(ln *Listener, tc *transport.Conn) {
 		h.acceptFailed(ln, c, err)
 		return
 	}
+	c.raw.abortOnClose.Store(false)
+	h.fails.succeeded(bare)
 	h.mu.Lock()
 	if ln.closed {
 		ln.release(bare, true)
@@ -158,19 +174,54 @@ func (h *Handler) serverHandshake(ln *Listener, tc *transport.Conn) {
 }
 
 // acceptFailed ends a tunnel whose accepting handshake failed: its
-// handshake slot is free at once, and the failure is reported.
+// handshake slot is free at once; the failure counts against the peer; the
+// peer gets the TLS alert or verdict that says why (within
+// alertFlushTimeout), then an abort, which frees the transport's slot at
+// once; and the failure is reported, unless a back-off is running.
 func (h *Handler) acceptFailed(ln *Listener, c *Conn, err error) {
 	peer := c.raw.Peer()
 	if policyViolation(err) {
 		err = &PolicyError{Err: err}
 	}
-	h.log.Info("xtls: handshake of accepted tunnel failed", "peer", peer.String(), "sid", c.raw.SID(), "err", err)
+	// Not the peer's doing: the Listener closed, or the session ended.
+	closing := isDone(ln.done) || errors.Is(err, transport.ErrSessionClosed)
+	report := err
+	if !closing {
+		report = h.fails.failed(peer, time.Now(), err)
+	}
 	h.mu.Lock()
 	ln.release(peer.Bare().String(), true)
 	h.mu.Unlock()
-	c.tls.Close()
+	tc := c.raw.Conn
+	if closing {
+		tc.Abort(stanza.Gone, "handshake cut short: the listener closed or the session ended")
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), alertFlushTimeout)
+		_ = tc.Flush(ctx)
+		cancel()
+		tc.Abort(stanza.PolicyViolation, "handshake failed: "+err.Error())
+	}
+	if report == nil {
+		return
+	}
+	var be *BackoffError
+	if errors.As(report, &be) {
+		h.log.Warn("xtls: handshakes of accepted tunnels keep failing: peer backed off",
+			"peer", be.Peer.String(), "failures", be.Failures, "for", be.For, "last", be.Last)
+	} else {
+		h.log.Info("xtls: handshake of accepted tunnel failed", "peer", peer.String(), "sid", c.raw.SID(), "err", err)
+	}
 	if h.cfg.AcceptFailed != nil {
-		h.cfg.AcceptFailed(peer, err)
+		h.cfg.AcceptFailed(peer, report)
+	}
+}
+
+func isDone(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -50,7 +50,8 @@
 //	3  logging in to the server failed
 //	4  the peer does not support XTLS, is unavailable, or refused the tunnel
 //	5  the peer is not trusted: pin mismatch, wrong identity, untrusted
-//	   certificate, failed pairing, TLS below policy
+//	   certificate, failed pairing, TLS below policy; or a possible
+//	   downgrade attack (a pinned peer answered as if it had no XTLS)
 //	6  the transfer failed, or was cut short (no TLS close_notify)
 package main
 
@@ -330,7 +331,7 @@ func dialExitCode(err error) int {
 	switch {
 	case errors.Is(err, xtls.ErrNotSupported), errors.Is(err, xtls.ErrPeerUnavailable), errors.Is(err, xtls.ErrRefused):
 		return exitPeer
-	case errors.Is(err, xtls.ErrUntrusted), errors.Is(err, xtls.ErrNotTrustedByPeer),
+	case errors.Is(err, xtls.ErrUntrusted), errors.Is(err, xtls.ErrNotTrustedByPeer), errors.Is(err, xtls.ErrDowngrade),
 		errors.As(err, &pin), errors.As(err, &id), errors.As(err, &pair),
 		errors.As(err, &expired), errors.As(err, &policy):
 		return exitTrust

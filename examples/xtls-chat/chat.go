@@ -277,6 +277,8 @@ func (c *chatter) dial(ctx context.Context) (*xtls.Conn, error) {
 		return nil, exitError{exitTrust, fmt.Errorf("refused the changed key of %s; to accept it, start again with -accept-new-key", bare)}
 	case errors.As(err, &pair):
 		return nil, exitError{exitTrust, errors.New(pairingMessage(pair))}
+	case errors.Is(err, xtls.ErrDowngrade):
+		return nil, exitError{exitTrust, err} // it says not to fall back
 	case errors.Is(err, xtls.ErrRefused):
 		return nil, exitError{exitPeer, fmt.Errorf("%s refused the chat: is xtls-chat listening there, and not already in a chat? (%v)", c.o.peer, err)}
 	case errors.Is(err, xtls.ErrPeerUnavailable):

@@ -75,7 +75,8 @@
 //	4  the peer is offline, does not speak XTLS, or refused the chat
 //	5  the peer is not trusted: its key changed, the fingerprints were not
 //	   confirmed, or pairing failed; or the peer hung up before the chat
-//	   started (it refused our key, say)
+//	   started (it refused our key, say); or a possible downgrade attack
+//	   (a pinned peer answered as if it had no XTLS)
 //	6  the chat broke off
 package main
 

@@ -46,7 +46,8 @@
 //	2  bad usage
 //	3  logging in to the server failed
 //	4  the peer is offline, does not speak XTLS, or refused the connection
-//	5  pairing failed (a wrong code, say), or the peer is not trusted
+//	5  pairing failed (a wrong code, say), or the peer is not trusted; or a
+//	   possible downgrade attack (a pinned peer answered as if it had no XTLS)
 package main
 
 import (

@@ -69,10 +69,10 @@ type Config struct {
 
 	// MaxPending bounds the tunnels peers opened that Accept has not taken
 	// yet (their handshake in progress, or complete and waiting), all peers
-	// together: default 64. MaxPendingPerPeer bounds them for one peer (a
-	// bare JID, all its resources together): default 8. MaxHandshakesPerPeer
-	// bounds, for one peer, those whose handshake is in progress: default
-	// 4. A start beyond any of them is answered resource-constraint (wait),
+	// together: default 128. MaxPendingPerPeer bounds them for one peer (a
+	// bare JID, all its resources together): default 32.
+	// MaxHandshakesPerPeer bounds, for one peer, those whose handshake is in
+	// progress: default 16. A start beyond any of them is answered resource-constraint (wait),
 	// which the peer's transport tries again for a few seconds, and costs
 	// us no TLS work; so a peer whose handshakes stall (a start and never a
 	// ClientHello holds its slot for HandshakeTimeout) or who never gets
@@ -225,7 +225,7 @@ func (c *Config) withDefaults() Config {
 	for _, f := range []struct {
 		v   *int
 		def int
-	}{{&d.MaxPending, 64}, {&d.MaxPendingPerPeer, 8}, {&d.MaxHandshakesPerPeer, 4}} {
+	}{{&d.MaxPending, 128}, {&d.MaxPendingPerPeer, 32}, {&d.MaxHandshakesPerPeer, 16}} {
 		if *f.v <= 0 {
 			*f.v = f.def
 		}

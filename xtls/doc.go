@@ -79,10 +79,10 @@
 //     auto-tuning (up to transport.Config.MaxWindow, 8 MiB) stops growing
 //     windows when it is spent.
 //   - transport.Config.PeerMemoryBudget, 16 MiB: the same for one peer.
-//   - MaxPending, 64: tunnels peers opened that Accept has not taken yet,
+//   - MaxPending, 128: tunnels peers opened that Accept has not taken yet,
 //     handshaking or waiting.
-//   - MaxPendingPerPeer, 8: the same for one peer.
-//   - MaxHandshakesPerPeer, 4: handshakes of one peer in progress.
+//   - MaxPendingPerPeer, 32: the same for one peer.
+//   - MaxHandshakesPerPeer, 16: handshakes of one peer in progress.
 //   - HandshakeTimeout, 30 s: a handshake that takes longer is aborted
 //     (policy-violation) and counts as a failure.
 //   - Back-off: after 3 failed handshakes of a peer within 30 s its starts

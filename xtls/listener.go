@@ -1,7 +1,6 @@
 package xtls
 
 import (
-	"context"
 	"errors"
 	"net"
 	"sync"
@@ -196,7 +195,7 @@ func (h *Handler) acceptFailed(ln *Listener, c *Conn, err error) {
 	if closing {
 		tc.Abort(stanza.Gone, "handshake cut short: the listener closed or the session ended")
 	} else {
-		ctx, cancel := context.WithTimeout(context.Background(), alertFlushTimeout)
+		ctx, cancel := contextWithTimeout(alertFlushTimeout, ln.done)
 		_ = tc.Flush(ctx)
 		cancel()
 		tc.Abort(stanza.PolicyViolation, "handshake failed: "+err.Error())

@@ -116,6 +116,7 @@ func NewEndpoint(s Session, cfg *Config) *Endpoint {
 	e.chunk.Store(int64(c.ChunkSize))
 	e.env = env{cfg: &e.cfg, log: c.Logger, chunk: c.ChunkSize, grant: e.grant, peerHeard: e.lastHeard}
 	e.path = newIQPath(e, s)
+	e.env.chunk = e.path.ctl.chunk // the first blocks are smaller (controller.go)
 	go e.run()
 	go e.path.writeLoop()
 	return e

@@ -609,7 +609,7 @@ func TestMalformedProceed(t *testing.T) {
 // calls unblocked, extendable, and the tunnel stays usable.
 func TestDeadlines(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f, e, c, start := initiator(t, nil)
+		f, e, c, start := initiator(t, &Config{ChunkSize: 4096})
 		proceed(start, 4096, 4096)
 		t0 := time.Now()
 		c.SetReadDeadline(t0.Add(time.Second))
@@ -651,7 +651,7 @@ func TestDeadlines(t *testing.T) {
 // Close unblocks pending Read and Write with net.ErrClosed.
 func TestCloseUnblocks(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f, e, c, start := initiator(t, &Config{CloseTimeout: 5 * time.Second})
+		f, e, c, start := initiator(t, &Config{CloseTimeout: 5 * time.Second, ChunkSize: 4096})
 		proceed(start, 4096, 4096)
 		errs := make(chan error, 2)
 		go func() { _, err := c.Read(make([]byte, 1)); errs <- err }()

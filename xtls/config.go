@@ -50,15 +50,46 @@ type Config struct {
 	PairingCode func(peer jid.JID) ([]byte, bool)
 
 	// AcceptPeer decides whether a peer may open a tunnel to us (a Listener
-	// must exist too). Default: any peer.
+	// must exist too). Default: any peer. A peer it refuses is answered
+	// not-acceptable (cancel), before any limit is looked at: a refusal
+	// is final, where a limit invites the peer to try again. It runs on
+	// the session's Serve goroutine and must not block.
 	AcceptPeer func(peer jid.JID) bool
 	// AcceptFailed, if set, learns why a tunnel a peer opened to us was not
 	// handed to Accept: its TLS handshake, trust decision or pairing failed
 	// (a *PinMismatchError, *PairingError, *IdentityError, ...; the same
-	// error Dial would return on the other side). The tunnel is closed
-	// already. It runs on the tunnel's own goroutine; Handler.Close waits
-	// for it, so it must not block for long. Failures are logged either way.
+	// error Dial would return on the other side), or it did not complete
+	// within HandshakeTimeout. The tunnel is aborted already: its slots are
+	// free. A failure that starts a back-off (see MaxPending) is
+	// reported once as a *BackoffError with the count, which unwraps to
+	// the last failure; failures during a back-off are not reported one by
+	// one. It runs on the tunnel's own goroutine; Handler.Close waits for
+	// it, so it must not block for long. The log says the same.
 	AcceptFailed func(peer jid.JID, err error)
+
+	// MaxPending bounds the tunnels peers opened that Accept has not taken
+	// yet (their handshake in progress, or complete and waiting), all peers
+	// together: default 128. MaxPendingPerPeer bounds them for one peer (a
+	// bare JID, all its resources together): default 32.
+	// MaxHandshakesPerPeer bounds, for one peer, those whose handshake is in
+	// progress: default 16. A start beyond any of them is answered resource-constraint (wait),
+	// which the peer's transport tries again for a few seconds, and costs
+	// us no TLS work; so a peer whose handshakes stall (a start and never a
+	// ClientHello holds its slot for HandshakeTimeout) or who never gets
+	// its tunnels accepted cannot take the slots of another.
+	//
+	// A failed handshake frees its slots at once: the tunnel is aborted
+	// (policy-violation) once the TLS alert or verdict that says why has
+	// been acknowledged (within 2 s), not closed gracefully. It also counts
+	// against its peer: after 3 failures within 30 s (a handshake that
+	// timed out counts) the peer's starts are answered resource-constraint
+	// (wait) for 5 s; each further back-off doubles that, up to 5 minutes,
+	// and after a back-off a single failure starts the next one. A
+	// successful handshake, or 5 minutes without failure after the last
+	// back-off ended, forgets the peer's failures.
+	MaxPending           int
+	MaxPendingPerPeer    int
+	MaxHandshakesPerPeer int
 
 	// MinVersion is the lowest TLS version accepted: TLS 1.2 by default. It
 	// can be raised to TLS 1.3, never lowered: a lower value is replaced by
@@ -85,8 +116,10 @@ type Config struct {
 	// costs an ACK segment when nothing else was about to be sent.
 	NoQuickAck bool
 
-	// HandshakeTimeout bounds the TLS handshake of a tunnel the peer opens
-	// (Dial's is bounded by its context). Default 30 s.
+	// HandshakeTimeout bounds the TLS handshake of a tunnel the peer opens,
+	// pairing and verdict included (Dial's is bounded by its context).
+	// Default 30 s. A handshake that takes longer is aborted
+	// (policy-violation) and counts as a failure (see MaxPending).
 	HandshakeTimeout time.Duration
 
 	// Logger receives events: rejected certificates (with fingerprint and
@@ -186,8 +219,16 @@ func (c *Config) withDefaults() Config {
 		}
 		d.MinVersion = tls.VersionTLS12
 	}
-	if d.HandshakeTimeout == 0 {
+	if d.HandshakeTimeout <= 0 {
 		d.HandshakeTimeout = 30 * time.Second
+	}
+	for _, f := range []struct {
+		v   *int
+		def int
+	}{{&d.MaxPending, 128}, {&d.MaxPendingPerPeer, 32}, {&d.MaxHandshakesPerPeer, 16}} {
+		if *f.v <= 0 {
+			*f.v = f.def
+		}
 	}
 	if d.Time == nil {
 		d.Time = time.Now

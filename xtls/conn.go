@@ -51,6 +51,11 @@ type rawConn struct {
 	eof       atomic.Bool
 	checkHead bool // responder: the first byte must be 0x16
 	checked   bool // only touched by the goroutine reading (crypto/tls serialises reads)
+	// abortOnClose makes Close abort the tunnel (policy-violation): set
+	// while a responder's handshake runs, because crypto/tls closes the
+	// conn when the handshake's context ends, and a graceful close would
+	// keep the tunnel's slot for the linger.
+	abortOnClose atomic.Bool
 }
 
 // errBadMode is the reason a responder aborts a tunnel whose first byte of
@@ -76,6 +81,15 @@ func (r *rawConn) Read(p []byte) (int, error) {
 		r.eof.Store(true)
 	}
 	return n, err
+}
+
+// Close closes the tunnel, or aborts it if abortOnClose is set.
+func (r *rawConn) Close() error {
+	if r.abortOnClose.Load() {
+		r.Conn.Abort(stanza.PolicyViolation, "handshake did not complete in time")
+		return nil
+	}
+	return r.Conn.Close()
 }
 
 func (h *Handler) newConn(tc *transport.Conn, dialCode []byte) *Conn {

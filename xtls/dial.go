@@ -49,7 +49,9 @@ const probeTimeout = 5 * time.Second
 // the next is tried); a bare JID without one fails with a *ResolveError,
 // ErrPeerOffline or ErrNoXTLSClient. It returns when the peer is trusted,
 // or an error: ErrNotSupported, ErrPeerUnavailable or ErrRefused wrapping the
-// stanza.Error that said so; *IdentityError, *PinMismatchError,
+// stanza.Error that said so; a *DowngradeError (ErrDowngrade) instead of
+// ErrNotSupported for a peer whose key we have pinned, which is known to
+// speak XTLS; *IdentityError, *PinMismatchError,
 // *UntrustedError or *CertificateExpiredError for a peer that is not
 // trusted; *NotTrustedByPeerError for a peer that does not trust us;
 // *PolicyError for a peer that offers only weaker TLS;
@@ -98,8 +100,15 @@ func (h *Handler) dialError(ctx context.Context, peer jid.JID, err error) error 
 	if errors.As(err, &pe) && (pe.Element == "start" || pe.Element == "data") {
 		switch pe.Err.Condition {
 		case stanza.ServiceUnavailable:
-			return fmt.Errorf("xtls: dial %s: %w: %w", peer, h.probe(ctx, peer), pe.Err)
+			why := h.probe(ctx, peer)
+			if pins := h.pins(peer); why == ErrNotSupported && len(pins) > 0 {
+				return &DowngradeError{Peer: peer, Pinned: pins, Err: pe.Err}
+			}
+			return fmt.Errorf("xtls: dial %s: %w: %w", peer, why, pe.Err)
 		case stanza.FeatureNotImplemented:
+			if pins := h.pins(peer); len(pins) > 0 {
+				return &DowngradeError{Peer: peer, Pinned: pins, Err: pe.Err}
+			}
 			return fmt.Errorf("xtls: dial %s: %w: %w", peer, ErrNotSupported, pe.Err)
 		case stanza.NotAcceptable, stanza.Forbidden, stanza.NotAllowed, stanza.NotAuthorized:
 			return fmt.Errorf("xtls: dial %s: %w: %w", peer, ErrRefused, pe.Err)

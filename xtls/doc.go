@@ -58,6 +58,53 @@
 // decryption; State reports the group. Nothing in the API sends
 // application data outside TLS, and a responder tears down a tunnel whose
 // first byte is not a TLS handshake record.
+//
+// # Limits
+//
+// Anyone on the XMPP network can open a tunnel to a Handler that listens,
+// and with TrustOnFirstUse anyone can complete a handshake, so what one
+// peer (a bare JID: all its resources together) can make a Handler hold
+// and spend is bounded. Each limit is a Config field (or a field of
+// transport.Config, through Config.Transport); at a limit a peer's start
+// is answered resource-constraint (wait), which its transport tries again
+// for a few seconds, and the tunnels that exist keep working. A peer that
+// Config.AcceptPeer refuses, or any peer while nobody listens, is answered
+// not-acceptable (cancel) before any limit is looked at.
+//
+//   - transport.Config.MaxTunnels, 4096: tunnels of the session.
+//   - transport.Config.MaxTunnelsPerPeer, 256: tunnels with one peer.
+//   - transport.Config.MemoryBudget, 64 MiB: receive windows of all
+//     tunnels, which bound what peers can make us buffer; a new tunnel's
+//     window (transport.Config.Window, 128 KiB) comes out of it, and
+//     auto-tuning (up to transport.Config.MaxWindow, 8 MiB) stops growing
+//     windows when it is spent.
+//   - transport.Config.PeerMemoryBudget, 16 MiB: the same for one peer.
+//   - MaxPending, 128: tunnels peers opened that Accept has not taken yet,
+//     handshaking or waiting.
+//   - MaxPendingPerPeer, 32: the same for one peer.
+//   - MaxHandshakesPerPeer, 16: handshakes of one peer in progress.
+//   - HandshakeTimeout, 30 s: a handshake that takes longer is aborted
+//     (policy-violation) and counts as a failure.
+//   - Back-off: after 3 failed handshakes of a peer within 30 s its starts
+//     are refused for 5 s, twice as long at each further back-off (then a
+//     single failure starts it) up to 5 minutes, until a handshake
+//     succeeds or 5 minutes pass without failure after a back-off. The
+//     refusal costs no TLS work.
+//
+// A failed handshake frees its slots at once: the peer gets the TLS alert
+// or verdict that says why, then an abort (policy-violation), not a
+// graceful close that would keep the slot. Config.AcceptFailed and the log
+// hear of failures one by one until a back-off starts, then once per
+// back-off (a *BackoffError with the count).
+//
+// # Downgrade
+//
+// A peer whose key is pinned (first use, pairing, or its person's CA) is
+// known to speak XTLS. If Dial's start to it is answered as a client
+// without XTLS answers (feature-not-implemented, or service-unavailable
+// with a disco#info that lacks the feature), a server may be hiding XTLS
+// from us: Dial returns a *DowngradeError (ErrDowngrade), which does not
+// match ErrNotSupported. Never fall back to anything unencrypted then.
 package xtls // import "github.com/xmppxtls/xtls/xtls"
 
 import xstanza "github.com/xmppxtls/xtls/stanza"

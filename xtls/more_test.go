@@ -46,13 +46,15 @@ func TestResumption(t *testing.T) {
 }
 
 // 100 tunnels at once between two sessions, each moving 1 MiB (half each
-// way) correctly; the listener's backlog (64) makes the others wait and
-// retry.
+// way) correctly; a backlog of 64 makes the others wait and retry. Bob
+// lets one peer take the whole backlog: by default a peer gets 16
+// handshakes at a time (Config.MaxHandshakesPerPeer).
 func TestManyTunnels(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := newWorld(t)
 		a := w.join(aliceJID, xtls.Config{TrustOnFirstUse: true, Pins: xtls.NewMemPinStore()})
-		b := w.join(bobJID, xtls.Config{TrustOnFirstUse: true, Pins: xtls.NewMemPinStore()})
+		b := w.join(bobJID, xtls.Config{TrustOnFirstUse: true, Pins: xtls.NewMemPinStore(),
+			MaxPending: 64, MaxPendingPerPeer: 64, MaxHandshakesPerPeer: 64})
 		ln := b.h.Listen()
 		const n = 100
 		accepted := make(chan net.Conn, n)

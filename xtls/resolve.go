@@ -85,18 +85,35 @@ func (h *Handler) Resolve(ctx context.Context, peer jid.JID) (jid.JID, error) {
 
 // dialBare dials the resources of peer that Resolve finds, best first,
 // until one takes the tunnel; another is tried only if the first is
-// unavailable or does not support XTLS after all.
+// unavailable or does not support XTLS after all, or gave a
+// *DowngradeError (a resource of a pinned peer answered as if it had no
+// XTLS): the next resource is authenticated by the same pins, so trying it
+// costs no security. The downgrade is logged, and if no resource takes the
+// tunnel Dial returns it rather than the last error: a server that hides
+// XTLS on every resource must not make us report a peer without XTLS.
 func (h *Handler) dialBare(ctx context.Context, peer jid.JID, opts ...DialOption) (*Conn, error) {
 	all, err := h.resolve(ctx, peer)
 	if err != nil {
 		return nil, err
 	}
+	var downgrade error
 	for _, to := range all {
 		var c *Conn
 		c, err = h.Dial(ctx, to, opts...)
+		if errors.Is(err, ErrDowngrade) {
+			h.log.Warn("xtls: possible downgrade: a resource of a pinned peer answered as if it had no XTLS; trying the next",
+				"peer", to.String(), "err", err)
+			if downgrade == nil {
+				downgrade = err
+			}
+			continue
+		}
 		if err == nil || !errors.Is(err, ErrPeerUnavailable) && !errors.Is(err, ErrNotSupported) {
 			return c, err
 		}
+	}
+	if downgrade != nil {
+		return nil, downgrade
 	}
 	return nil, err
 }

@@ -18,8 +18,11 @@ import (
 	"github.com/xmppxtls/xtls/xtls/xtlstest"
 )
 
-// dataText finds the Base64 text of a data element.
-var dataText = regexp.MustCompile(`<data [^>]*urn:xmpp:xtls:0[^>]*>([A-Za-z0-9+/=]*)</data>`)
+// dataText finds the Base64 text of a data element after a tunnel's
+// first: an initiator's optimistic first flight (its TLS ClientHello, ~2
+// KB with the post-quantum key share) goes in one element of up to
+// FirstFlightMax whatever the chunk, when it leaves before the proceed.
+var dataText = regexp.MustCompile(`<data [^>]*urn:xmpp:xtls:0[^>]*seq=["'][1-9][0-9]*["'][^>]*>([A-Za-z0-9+/=]*)</data>`)
 
 // The Handler asks the server's software once and chooses the chunk size
 // from it (2880 on Prosody) unless the application set one; both ends of a

@@ -95,13 +95,18 @@ func cert(t testing.TB, addr string) tls.Certificate {
 // joinRaw connects addr with a bare transport Endpoint and no TLS: a peer
 // that can say anything, for tests of what xtls refuses.
 func (w *world) joinRaw(addr string) (*node, *transport.Endpoint, chan *transport.Conn) {
+	return w.joinRawWith(addr, nil)
+}
+
+// joinRawWith is joinRaw with the Endpoint configured by cfg.
+func (w *world) joinRawWith(addr string, cfg *transport.Config) (*node, *transport.Endpoint, chan *transport.Conn) {
 	t := w.t
 	t.Helper()
 	j := jid.MustParse(addr)
 	s, err := w.n.Session(context.Background(), j)
 	require.NoError(t, err)
 	n := &node{addr: j, s: s, served: make(chan error, 1)}
-	e := transport.NewEndpoint(s, nil)
+	e := transport.NewEndpoint(s, cfg)
 	acc := make(chan *transport.Conn, 16)
 	e.SetAcceptFunc(func(c *transport.Conn) error { acc <- c; return nil })
 	go func() {

@@ -49,7 +49,8 @@
 //	     passed, its certificate did not verify, wrong password
 //	4    the peer is offline, does not speak XTLS, or refused the tunnel
 //	5    the peer is not trusted: key changed, wrong identity, untrusted
-//	     certificate, failed pairing, TLS below policy
+//	     certificate, failed pairing, TLS below policy; or a possible
+//	     downgrade (a pinned peer answered as if it had no XTLS)
 //	6    the transfer failed, or was cut short (no TLS close_notify)
 //	7    the peer aborted (it was interrupted)
 //	130  interrupted here (Ctrl-C, SIGTERM, SIGHUP)

@@ -211,6 +211,8 @@ func (c *chatter) dial(ctx context.Context) (*xtls.Conn, error) {
 		return nil, cli.Fail(exitTrust, "refused the changed key of %s (see above for the commands that accept it)", bare)
 	case errors.As(err, &pair):
 		return nil, cli.Fail(exitTrust, "%s", cli.PairingMessage(pair))
+	case errors.Is(err, xtls.ErrDowngrade):
+		return nil, &cli.Failure{Code: exitTrust, Err: err} // it says not to fall back
 	case errors.Is(err, xtls.ErrRefused):
 		return nil, cli.Fail(exitPeer, "%s refused the chat: is xtls-chat listening there, and not already in a chat? (%v)", c.o.peer, err)
 	case errors.Is(err, xtls.ErrPeerUnavailable):

@@ -77,7 +77,8 @@
 //	4    the peer is offline, does not speak XTLS, or refused the chat
 //	5    trust: the peer's key changed, the fingerprints were not
 //	     confirmed, pairing failed, or the peer hung up before the chat
-//	     started (it refused our key, say)
+//	     started (it refused our key, say); or a possible downgrade (a
+//	     pinned peer answered as if it had no XTLS)
 //	6    the chat broke off
 //	130  interrupted here (Ctrl-C, SIGTERM, SIGHUP)
 package main

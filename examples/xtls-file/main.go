@@ -103,7 +103,9 @@
 //	3    logging in failed: server unreachable or not XMPP, -timeout
 //	     passed, its certificate did not verify, wrong password
 //	4    the peer is offline, does not speak XTLS, refused us or declined
-//	5    trust: the peer's key changed, pairing failed, or it refused ours
+//	5    trust: the peer's key changed, pairing failed, it refused ours,
+//	     or a possible downgrade (a pinned peer answered as if it had no
+//	     XTLS)
 //	6    the connection broke: lost, cut short, or corrupt data
 //	7    the peer aborted (it was interrupted, or gave up)
 //	130  interrupted here (Ctrl-C, SIGTERM, SIGHUP)

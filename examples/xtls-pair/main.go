@@ -46,7 +46,9 @@
 //	3    logging in failed: server unreachable or not XMPP, -timeout
 //	     passed, its certificate did not verify, wrong password
 //	4    the peer is offline, does not speak XTLS, or refused the connection
-//	5    pairing failed (three wrong codes, say), or the peer is not trusted
+//	5    pairing failed (three wrong codes, say), the peer is not trusted,
+//	     or a possible downgrade (a pinned peer answered as if it had no
+//	     XTLS)
 //	130  interrupted here (Ctrl-C, SIGTERM, SIGHUP)
 package main
 

@@ -275,6 +275,8 @@ func (p *pairer) connect(ctx context.Context, opts ...xtls.DialOption) (*xtls.Co
 		return nil, p.fail(exitTrust, "%s", pairingMessage(pe, true))
 	case errors.As(err, &pin):
 		return nil, p.fail(exitTrust, "%s presented another key than the one pinned just now: %v", peer, err)
+	case errors.Is(err, xtls.ErrDowngrade):
+		return nil, p.fail(exitTrust, "%v", err)
 	case errors.Is(err, xtls.ErrRefused):
 		return nil, p.fail(exitPeer, "%s refused the connection: is xtls-pair listening there? (%v)", peer, err)
 	case errors.Is(err, xtls.ErrPeerUnavailable):

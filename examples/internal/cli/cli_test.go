@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -15,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
 	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
 
 	"github.com/xmppxtls/xtls/xtls"
 )
@@ -171,5 +174,27 @@ func TestLoginCAHint(t *testing.T) {
 	<-done
 	if err == nil || !strings.Contains(err.Error(), "give its PEM file with -ca FILE") || Code(err) != ExitLogin {
 		t.Errorf("error %v (exit %d), want the -ca hint", err, Code(err))
+	}
+}
+
+// A failed Dial gets the exit status its cause deserves; a possible
+// downgrade (a pinned peer answered as if it had no XTLS) is a trust
+// failure, never "the peer does not speak XTLS".
+func TestDialFailureCodes(t *testing.T) {
+	peer := jid.MustParse("bob@example.org/b")
+	for _, tc := range []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"downgrade", &xtls.DowngradeError{Peer: peer, Err: stanza.Error{Type: stanza.Cancel, Condition: stanza.ServiceUnavailable}}, ExitTrust},
+		{"not supported", xtls.ErrNotSupported, ExitPeer},
+		{"refused", xtls.ErrRefused, ExitPeer},
+		{"offline", xtls.ErrPeerUnavailable, ExitPeer},
+		{"untrusted", xtls.ErrUntrusted, ExitTrust},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, Code(DialFailure(fmt.Errorf("dial: %w", tc.err), peer, &Options{})))
+		})
 	}
 }

@@ -34,7 +34,9 @@ const ExitDoc = `	0    done
 	3    logging in failed: server unreachable or not XMPP, -timeout
 	     passed, its certificate did not verify, wrong password
 	4    the peer is offline, does not speak XTLS, refused us or declined
-	5    trust: the peer's key changed, pairing failed, or it refused ours
+	5    trust: the peer's key changed, pairing failed, it refused ours,
+	     or a possible downgrade (a pinned peer answered as if it had no
+	     XTLS: never fall back to anything unencrypted)
 	6    the connection broke: lost, cut short, or corrupt data
 	7    the peer aborted (it was interrupted, or gave up)
 	130  interrupted here (Ctrl-C, SIGTERM, SIGHUP)`
@@ -87,6 +89,8 @@ func DialFailure(err error, peer jid.JID, o *Options) error {
 		return &Failure{ExitTrust, errors.New(KeyChangeMessage(pin, o))}
 	case errors.As(err, &pair):
 		return Fail(ExitTrust, "%s", PairingMessage(pair))
+	case errors.Is(err, xtls.ErrDowngrade):
+		return &Failure{ExitTrust, err} // it says not to fall back
 	case errors.Is(err, xtls.ErrRefused):
 		return Fail(ExitPeer, "%s refused the tunnel: is the program listening there, and are we allowed? (%v)", peer, err)
 	case errors.Is(err, xtls.ErrPeerUnavailable):

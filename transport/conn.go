@@ -52,10 +52,16 @@ type Conn struct {
 	sched     schedState
 	timerAt   time.Time // the deadline the loop's timer heap holds for the tunnel
 	dirty     bool
-	forgotten bool // gone, and forgotten by the Endpoint
-	admitted  bool // holds a slot and its window in the Endpoint's limits
-	inflight  int  // payload bytes of data blocks sent and not acknowledged
+	forgotten bool        // gone, and forgotten by the Endpoint
+	admitted  bool        // holds a slot and its window in the Endpoint's limits
+	inflight  int         // payload bytes of data blocks sent as IQs and not acknowledged
+	bs        *bytestream // the bytestream that carries the tunnel's data, or nil
+	paths     PathStats
 }
+
+// onBytestream reports whether the tunnel's next flights go on a
+// bytestream rather than the IQ path.
+func (c *Conn) onBytestream() bool { return c.bs != nil && c.bs.active() }
 
 func newConn(e *Endpoint, peer jid.JID, sid string, initiator bool) *Conn {
 	c := &Conn{

@@ -92,6 +92,9 @@ type Endpoint struct {
 	timers  timerHeap
 	timer   *time.Timer
 	watchAt time.Time // next check of the session's state (zero: none)
+	bsConns []*Conn   // tunnels with a bytestream attached
+
+	bsWG sync.WaitGroup // the bytestreams' goroutines
 }
 
 // NewEndpoint returns an Endpoint for s. cfg may be nil for the defaults.
@@ -315,7 +318,9 @@ func (e *Endpoint) SessionEnded(err error) {
 func (e *Endpoint) waitStopped() {
 	t := time.NewTimer(e.cfg.CloseTimeout)
 	defer t.Stop()
-	for _, ch := range []<-chan struct{}{e.loopDone, e.path.wdone} {
+	bsDone := make(chan struct{})
+	go func() { e.bsWG.Wait(); close(bsDone) }()
+	for _, ch := range []<-chan struct{}{e.loopDone, e.path.wdone, bsDone} {
 		select {
 		case <-ch:
 		case <-t.C:

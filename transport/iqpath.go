@@ -141,7 +141,7 @@ func (p *iqPath) setChunk(n int, grow bool) {
 
 // touch puts c where its pending work says in the scheduler.
 func (p *iqPath) touch(c *Conn, now time.Time) {
-	if !p.dead {
+	if !p.dead && !c.onBytestream() {
 		p.sched.touch(c, now, p.ctl.chunk)
 	}
 }
@@ -157,6 +157,9 @@ func (p *iqPath) pump(now time.Time) {
 	for {
 		if c := s.ctrl.pop(); c != nil {
 			c.sched.inCtrl = false
+			if c.onBytestream() {
+				continue // its bytestream sends what it has
+			}
 			if f := c.t.next(now, 0); f != nil {
 				p.send(c, f, now)
 			}
@@ -175,6 +178,10 @@ func (p *iqPath) pump(now time.Time) {
 				p.ctl.idle()
 			}
 			return
+		}
+		if c.onBytestream() {
+			p.leave(c)
+			continue
 		}
 		room := p.ctl.room()
 		if fresh {
@@ -261,9 +268,14 @@ func (p *iqPath) send(c *Conn, f *flight, now time.Time) {
 		o.elem = xstanza.Data{SID: t.sid, Seq: f.seq, Payload: f.payload}.TokenReaderBuf(o.b64)
 		o.data = true
 		p.queued++
-		if f.tries == 1 {
+		if !f.counted {
+			// Counted once in the bound, whichever attempt: a block first
+			// sent on a bytestream is counted when it comes to IQs.
+			f.counted = true
 			p.ctl.sent(n)
 			c.inflight += n
+		}
+		if f.tries == 1 {
 			p.e.stats.dataSent.Add(1)
 		} else {
 			p.e.stats.retransmits.Add(1)

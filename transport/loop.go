@@ -93,6 +93,9 @@ func (e *Endpoint) turn(now time.Time) {
 	e.settle(now)
 	if e.err == nil || e.closing {
 		e.path.pump(now)
+		for _, c := range e.bsConns {
+			c.bs.pump(now)
+		}
 		e.settle(now)
 	}
 }
@@ -171,10 +174,21 @@ func (e *Endpoint) update(c *Conn, now time.Time) {
 		if e.tunnels[c.key] == c {
 			delete(e.tunnels, c.key)
 		}
+		if c.bs != nil {
+			s := c.bs
+			s.detach(nil, now)
+			_ = s.conn.Close() // nothing on it matters any more
+		}
 		closeOnce(c.goneCh)
 	}
 	e.path.touch(c, now)
-	e.armTunnel(c, t.deadline())
+	d := t.deadline()
+	if c.bs != nil {
+		if x := c.bs.deadline(); !x.IsZero() && (d.IsZero() || x.Before(d)) {
+			d = x
+		}
+	}
+	e.armTunnel(c, d)
 }
 
 // progressWrite copies what fits of a waiting Write into c's queue and
@@ -310,6 +324,9 @@ func (e *Endpoint) fireTimers(now time.Time) {
 		}
 		x.c.timerAt = time.Time{}
 		x.c.t.onTimer(now)
+		if x.c.bs != nil {
+			x.c.bs.onTimer(now)
+		}
 		e.markDirty(x.c)
 	}
 	e.watch(now)

@@ -63,9 +63,13 @@ type tunnel struct {
 	lingerUntil   time.Time // a closed tunnel is forgotten then (zero: not lingering)
 	finishPending bool      // gone once the answer to the peer's close is written
 	peerBlockSize int
-	deferred      []*flight // data refused while opening, sent again once established
-	pendingErr    error     // a data error while opening, applied once established
-	rtt           rttEstimator
+	// pathChunk, if not zero, is the largest payload the path that now
+	// carries the tunnel's data wants in one block, instead of env.chunk
+	// (a bytestream wants the peer's block-size).
+	pathChunk  int
+	deferred   []*flight // data refused while opening, sent again once established
+	pendingErr error     // a data error while opening, applied once established
+	rtt        rttEstimator
 	// lastHeard is when the peer last sent us anything: an element or an
 	// answer. A tunnel that hears nothing for Config.KeepAlive probes the
 	// peer, and one that hears nothing for KeepAlive and KeepAliveTimeout
@@ -146,6 +150,9 @@ type flight struct {
 	why     string // an abort's reason
 	probe   bool   // a keep-alive: a credit the peer already has
 	tries   int
+	// counted says the block's payload is counted in the IQ path's
+	// in-flight bound (path bookkeeping: the machine never reads it).
+	counted bool
 	// writtenAt is when its latest attempt left (zero while it waits to be
 	// sent again or written): its acknowledgement timeout counts from there.
 	writtenAt time.Time
@@ -223,6 +230,9 @@ func (t *tunnel) gone() bool { return t.state == stGone }
 func (t *tunnel) chunk() int {
 	if t.peerBlockSize == 0 {
 		return xstanza.FirstFlightMax
+	}
+	if t.pathChunk > 0 {
+		return min(t.peerBlockSize, t.pathChunk)
 	}
 	return min(t.peerBlockSize, t.env.chunk)
 }

@@ -116,6 +116,16 @@ type Config struct {
 	// costs an ACK segment when nothing else was about to be sent.
 	NoQuickAck bool
 
+	// Bytestreams says when a tunnel moves onto a SOCKS5 bytestream
+	// (XEP-0065) through a proxy of its own or the peer's server, where
+	// the servers' client limits do not apply: by default by itself once
+	// it has sent BytestreamAfter bytes (so chat stays on IQs and a file
+	// moves). Both ends must run contract 4; either may refuse.
+	Bytestreams BytestreamPolicy
+	// BytestreamAfter is how many application bytes a tunnel sends on IQs
+	// before it tries to move (default 64 KiB).
+	BytestreamAfter int
+
 	// HandshakeTimeout bounds the TLS handshake of a tunnel the peer opens,
 	// pairing and verdict included (Dial's is bounded by its context).
 	// Default 30 s. A handshake that takes longer is aborted
@@ -221,6 +231,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if d.HandshakeTimeout <= 0 {
 		d.HandshakeTimeout = 30 * time.Second
+	}
+	if d.BytestreamAfter <= 0 {
+		d.BytestreamAfter = 64 << 10
 	}
 	for _, f := range []struct {
 		v   *int

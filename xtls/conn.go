@@ -36,6 +36,13 @@ type Conn struct {
 	state   State
 	verdict verdict
 
+	// demux reads contract 4's records once the verdict is through (nil
+	// before, and in older contracts); paths is the bytestream
+	// negotiation; readDeadline is the last read deadline set.
+	demux        *demux
+	paths        paths
+	readDeadline time.Time
+
 	// wroteAfterPeerClose records an application Write after the peer
 	// closed its direction: such data may be refused if the peer stopped
 	// reading, and Close must then say so.
@@ -145,6 +152,9 @@ func (c *Conn) Handshake(ctx context.Context) error {
 	}
 	if c.mode != 0 {
 		err = c.sendVerdict(err)
+	}
+	if err == nil && c.contract() >= 4 {
+		c.startDemux()
 	}
 	var crossed *transport.CrossedError
 	if !errors.As(err, &crossed) {
@@ -266,6 +276,9 @@ func (c *Conn) State() State {
 
 // Read reads application data.
 func (c *Conn) Read(p []byte) (int, error) {
+	if c.framed() {
+		return c.demux.read(p)
+	}
 	n, err := c.tls.Read(p)
 	if err == io.EOF && c.raw.eof.Load() {
 		err = ErrTruncated
@@ -278,6 +291,11 @@ func (c *Conn) Write(p []byte) (int, error) {
 	if len(p) > 0 && c.raw.PeerClosed() {
 		c.wroteAfterPeerClose.Store(true)
 	}
+	if c.framed() {
+		n, err := c.writeApp(p)
+		c.maybeMove(n)
+		return n, err
+	}
 	return c.tls.Write(p)
 }
 
@@ -287,6 +305,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 // refusal of our close_notify is no error: nothing of ours was lost.
 func (c *Conn) Close() error {
 	err := c.tls.Close()
+	if c.framed() {
+		c.demux.stop(net.ErrClosed)
+	}
 	if err != nil && c.raw.PeerClosed() && !c.wroteAfterPeerClose.Load() &&
 		errors.Is(err, stanza.Error{Condition: stanza.ItemNotFound}) {
 		return nil
@@ -311,10 +332,24 @@ func (c *Conn) RemoteAddr() net.Addr { return c.raw.RemoteAddr() }
 
 // SetDeadline sets the read and write deadlines. A TLS write that times out
 // leaves the TLS connection unusable (as with crypto/tls over TCP).
-func (c *Conn) SetDeadline(t time.Time) error { return c.tls.SetDeadline(t) }
+func (c *Conn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.tls.SetWriteDeadline(t)
+}
 
 // SetReadDeadline sets the read deadline.
-func (c *Conn) SetReadDeadline(t time.Time) error { return c.tls.SetReadDeadline(t) }
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.readDeadline = t
+	c.mu.Unlock()
+	if c.framed() {
+		c.demux.setDeadline(t)
+		return nil
+	}
+	return c.tls.SetReadDeadline(t)
+}
 
 // SetWriteDeadline sets the write deadline.
 func (c *Conn) SetWriteDeadline(t time.Time) error { return c.tls.SetWriteDeadline(t) }

@@ -31,6 +31,8 @@ type Handler struct {
 	pres  presenceTable // contacts' resources, for Dial to a bare JID
 	fails failures      // failed accepting handshakes per peer (back-off)
 
+	proxyCache proxyCache // bytestream proxies found (proxies.go)
+
 	mu     sync.Mutex
 	ln     *Listener
 	closed bool

@@ -23,12 +23,15 @@ import (
 const alpnContract3 = "xmpp-xtls/3"
 
 // nextProtos is what both ends offer and accept, most preferred first.
-var nextProtos = []string{alpnContract3}
+var nextProtos = []string{alpnContract4, alpnContract3}
 
 // contract returns the contract version the two ends of c run: 3 when
 // ALPN negotiated it, 2 otherwise.
 func (c *Conn) contract() int {
-	if c.tls.ConnectionState().NegotiatedProtocol == alpnContract3 {
+	switch c.tls.ConnectionState().NegotiatedProtocol {
+	case alpnContract4:
+		return 4
+	case alpnContract3:
 		return 3
 	}
 	return 2

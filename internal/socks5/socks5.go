@@ -1,6 +1,8 @@
 // Package socks5 is the client side of a SOCKS5 CONNECT (RFC 1928) without
 // authentication: the part of SOCKS5 that XMPP's SOCKS5 Bytestreams
-// (XEP-0065) use to reach a bytestream proxy.
+// (XEP-0065) use to reach a bytestream proxy. [ReadRequest] and
+// [WriteReply] are the server's side of the same subset, for the test
+// proxy of package xtlstest.
 //
 // The destination is always a domain name (address type 3). XEP-0065 puts
 // there the hexadecimal SHA-1 of the stream ID and both full JIDs, with port
@@ -122,7 +124,7 @@ func Connect(ctx context.Context, conn net.Conn, host string, port uint16) (err 
 		return fmt.Errorf("socks5: greeting: %w", err)
 	}
 	var choice [2]byte
-	if err := readFull(conn, choice[:], "method choice"); err != nil {
+	if err := readFull(conn, choice[:], "proxy", "method choice"); err != nil {
 		return err
 	}
 	switch {
@@ -148,7 +150,7 @@ func Connect(ctx context.Context, conn net.Conn, host string, port uint16) (err 
 // VER REP RSV ATYP BND.ADDR BND.PORT.
 func readReply(conn net.Conn) error {
 	var head [5]byte // up to the first byte of BND.ADDR (a domain's length)
-	if err := readFull(conn, head[:], "reply"); err != nil {
+	if err := readFull(conn, head[:], "proxy", "reply"); err != nil {
 		return err
 	}
 	if head[0] != version5 {
@@ -167,7 +169,7 @@ func readReply(conn net.Conn) error {
 	}
 	// Read the bound address even when the request failed: a proxy that
 	// leaves the connection open must not leave half a reply on it.
-	if err := readFull(conn, make([]byte, rest), "reply"); err != nil {
+	if err := readFull(conn, make([]byte, rest), "proxy", "reply"); err != nil {
 		return err
 	}
 	if head[1] != 0 {
@@ -179,12 +181,13 @@ func readReply(conn net.Conn) error {
 	return nil
 }
 
-// readFull reads len(p) bytes of the proxy's message what; a message cut
-// short by the end of the connection is a protocol violation.
-func readFull(conn net.Conn, p []byte, what string) error {
-	if _, err := io.ReadFull(conn, p); err != nil {
+// readFull reads len(p) bytes of the message what of peer ("proxy" or
+// "client"); a message cut short by the end of the connection is a
+// protocol violation.
+func readFull(r io.Reader, p []byte, peer, what string) error {
+	if _, err := io.ReadFull(r, p); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return fmt.Errorf("%w: the proxy closed the connection in its %s: %w", ErrProtocol, what, err)
+			return fmt.Errorf("%w: the %s closed the connection in its %s: %w", ErrProtocol, peer, what, err)
 		}
 		return fmt.Errorf("socks5: reading the %s: %w", what, err)
 	}

@@ -17,6 +17,14 @@
 // timers only, so a Network works inside a testing/synctest bubble, where
 // latencies and bandwidth limits take fake time.
 //
+// Proxy65 gives the server of a domain a SOCKS5 bytestream proxy
+// (XEP-0065), proxy.<domain>, found and activated as on Prosody or
+// ejabberd, that relays real TCP connections on 127.0.0.1. Its faults are
+// Proxy.Cut, CutAfter and ProxyTamper (cut, corrupt or replay the relayed
+// bytes), and Proxy.Dial with ProxyOnConnect (a third party that takes an
+// end's place). Being real sockets, they do not belong in a synctest
+// bubble.
+//
 // A test connects two sessions and lets them talk:
 //
 //	n := xtlstest.NewNetwork(xtlstest.Latency(50*time.Millisecond, 0))

@@ -38,6 +38,7 @@ type Network struct {
 
 	mu       sync.RWMutex
 	sessions map[string]*session // connected sessions by full JID
+	proxies  map[string]*Proxy   // by JID; added under cfgMu too
 	closed   bool
 	ids      uint64
 	wg       sync.WaitGroup // the goroutines of every session
@@ -57,6 +58,7 @@ func NewNetwork(opts ...Option) *Network {
 		o(&c)
 	}
 	c.finish()
+	n.startProxies(&c)
 	n.cfg.Store(&c)
 	return n
 }
@@ -72,6 +74,7 @@ func (n *Network) SetFaults(opts ...Option) {
 		o(&c)
 	}
 	c.finish()
+	n.startProxies(&c)
 	n.cfg.Store(&c)
 }
 
@@ -143,9 +146,10 @@ func (n *Network) Disconnect(addr jid.JID, cond stream.Error) error {
 }
 
 // Close ends every session by closing its stream (the clients' Serve calls
-// return nil once they have closed theirs), and waits for every goroutine the
-// network started to return. A client that does not close its stream is cut
-// off after CloseTimeout. Session fails with ErrClosed afterwards.
+// return nil once they have closed theirs), closes every Proxy (its listener
+// and all its connections), and waits for every goroutine the network
+// started to return. A client that does not close its stream is cut off
+// after CloseTimeout. Session fails with ErrClosed afterwards.
 func (n *Network) Close() error {
 	n.mu.Lock()
 	n.closed = true
@@ -154,6 +158,9 @@ func (n *Network) Close() error {
 		all = append(all, s)
 	}
 	n.mu.Unlock()
+	n.cfgMu.Lock() // a SetFaults that started a proxy has registered it
+	n.closeProxies()
+	n.cfgMu.Unlock()
 	for _, s := range all {
 		s.kill(nil)
 	}

@@ -59,6 +59,7 @@ type config struct {
 	c2sBuf            int
 	serverName        string
 	contacts          func(user, contact jid.JID) bool
+	proxies           []proxySpec // to start: see Proxy65
 	hasFaults         bool
 	hasRandomDecision bool
 }

@@ -98,6 +98,8 @@ func (s *session) route(cfg *config, h stanzaHeader, raw []byte, tagLen int) {
 		switch {
 		case !request:
 			n.stats.discarded.Add(1)
+		case !intercepted && n.serveIQ(cfg, s, h, st, raw):
+			// Answered by a service: a Proxy, or the server's disco#items.
 		case cfg.serverName != "" && h.typ == "get" && !intercepted &&
 			(to == "" || to == s.addr.Domain().String()) &&
 			bytes.Contains(raw, []byte(nsDiscoInfo)):
@@ -215,18 +217,26 @@ func (s *session) stamp(raw []byte, tagLen int) []byte {
 // bounce answers an IQ request of sender that is not delivered with an IQ
 // error from the address the request was sent to.
 func (n *Network) bounce(cfg *config, sender *session, from, id, typ, cond string) {
+	n.answer(cfg, sender, "error", from, id,
+		`<error type='`+typ+`'><`+cond+` xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>`)
+}
+
+// answer queues for sender, after the latency, an IQ of type typ from the
+// address from, with the id of the request it answers and the serialized
+// payload inner.
+func (n *Network) answer(cfg *config, sender *session, typ, from, id, inner string) {
 	var b strings.Builder
-	b.WriteString(`<iq xmlns='jabber:client' type='error' id='`)
+	b.WriteString(`<iq xmlns='jabber:client' type='`)
+	b.WriteString(typ)
+	b.WriteString(`' id='`)
 	b.WriteString(attrEscape(id))
 	b.WriteString(`' from='`)
 	b.WriteString(attrEscape(from))
 	b.WriteString(`' to='`)
 	b.WriteString(attrEscape(sender.key))
-	b.WriteString(`'><error type='`)
-	b.WriteString(typ)
-	b.WriteString(`'><`)
-	b.WriteString(cond)
-	b.WriteString(` xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>`)
+	b.WriteString(`'>`)
+	b.WriteString(inner)
+	b.WriteString(`</iq>`)
 	sender.q.push(&item{at: time.Now().Add(cfg.latency), b: []byte(b.String())})
 }
 
@@ -235,17 +245,8 @@ const nsDiscoInfo = "http://jabber.org/protocol/disco#info"
 // answerInfo answers a disco#info query to the server with the identity
 // that ServerName set.
 func (n *Network) answerInfo(cfg *config, sender *session, id string) {
-	var b strings.Builder
-	b.WriteString(`<iq xmlns='jabber:client' type='result' id='`)
-	b.WriteString(attrEscape(id))
-	b.WriteString(`' from='`)
-	b.WriteString(attrEscape(sender.addr.Domain().String()))
-	b.WriteString(`' to='`)
-	b.WriteString(attrEscape(sender.key))
-	b.WriteString(`'><query xmlns='` + nsDiscoInfo + `'><identity category='server' type='im' name='`)
-	b.WriteString(attrEscape(cfg.serverName))
-	b.WriteString(`'/></query></iq>`)
-	sender.q.push(&item{at: time.Now().Add(cfg.latency), b: []byte(b.String())})
+	n.answer(cfg, sender, "result", sender.addr.Domain().String(), id,
+		`<query xmlns='`+nsDiscoInfo+`'><identity category='server' type='im' name='`+attrEscape(cfg.serverName)+`'/></query>`)
 }
 
 // undeliverable handles a queued stanza whose recipient is gone.

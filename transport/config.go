@@ -54,8 +54,9 @@ type Config struct {
 	// QueueTarget is how much queueing delay the tunnels of a session may
 	// add, together, to everything else the session sends — a ping, a chat
 	// message, another tunnel's interactive data — beyond the fastest round
-	// trip seen lately (default 4 ms; on a long path a quarter of its round
-	// trip, where jitter alone is more). The in-flight bound follows the rate
+	// trip seen lately (default 4 ms; on a long path its round trip, where
+	// jitter alone is several milliseconds and a smaller target would hold
+	// the tunnels far below the path's rate). The in-flight bound follows the rate
 	// the path delivers so as to keep it; on a path so slow (a server's
 	// shaper) that one data stanza alone takes longer, data stanzas shrink
 	// to what the path carries in 200 ms.

@@ -20,8 +20,12 @@ import "time"
 //     at equilibrium the queue is the target, however long or fast the
 //     path.
 //
-// The target is Config.QueueTarget, or a quarter of the base round trip on
-// a long path, where a few milliseconds of jitter would read as a queue. A
+// The target is Config.QueueTarget, or the base round trip on a long path,
+// where a few milliseconds of jitter would read as a queue (measured with
+// the clients 10 ms apart: rounds of three blocks see 1-5 ms of it, and a
+// quarter of the round trip held the tunnel at 0.3 MB/s); BBR too lets a
+// round trip's worth queue. A slow start ends only when two rounds in a
+// row see the queue, for the same reason. A
 // single round trip far above the base (a server's shaper whose burst ran
 // out) cuts the bound at once.
 //
@@ -55,6 +59,7 @@ type controller struct {
 	chunk    int // the chunk size allowed now: chunkMax, or less on a slow path
 
 	slowStart bool
+	highRound bool // the last round of the start saw a queue
 
 	// base round trip: the smallest of this period and the last.
 	base, cur, last time.Duration
@@ -66,12 +71,13 @@ type controller struct {
 	roundBytes int // acknowledged this round
 	roundEnd   int // the round ends once this much is acknowledged
 	roundMin   time.Duration
-	roundSmall bool      // roundMin is a small block's (foldMin)
-	roundPeak  int       // the most in flight this round
-	cut        bool      // the bound was cut this round
-	cutUntil   time.Time // no other cut before then
-	chunkAt    time.Time // the chunk last changed then
-	probeUntil time.Time // one block in flight until then, to see the base
+	prevMin    time.Duration // the last round's roundMin (zero after a cut)
+	roundSmall bool          // roundMin is a small block's (foldMin)
+	roundPeak  int           // the most in flight this round
+	cut        bool          // the bound was cut this round
+	cutUntil   time.Time     // no other cut before then
+	chunkAt    time.Time     // the chunk last changed then
+	probeUntil time.Time     // one block in flight until then, to see the base
 	probing    bool
 	appLimited bool // the path had room and nothing to send this round
 
@@ -152,9 +158,9 @@ func (c *controller) setChunkMax(n int, grow bool) {
 	c.cwnd = max(c.cwnd, c.chunk)
 }
 
-// effTarget is the queueing delay aimed at: the configured target, or a
-// quarter of the base round trip on a long path.
-func (c *controller) effTarget() time.Duration { return max(c.target, c.base/4) }
+// effTarget is the queueing delay aimed at: the configured target, or the
+// base round trip on a long path.
+func (c *controller) effTarget() time.Duration { return max(c.target, c.base) }
 
 // room returns how many more payload bytes may be sent now. With nothing
 // in flight one block may always go.
@@ -306,9 +312,16 @@ func (c *controller) endRound(now time.Time) {
 	switch {
 	case c.cut || c.roundMin == 0:
 	case c.slowStart && queue < target/2:
+		c.highRound = false
 		if used && c.total >= earlyBytes {
 			c.cwnd *= 2
 		}
+	case c.slowStart && !c.highRound:
+		// One round above the target ends the start only if the next
+		// agrees: on a long path one slow answer in a round of a few
+		// (a server's event loop, a delayed ACK) is as likely as a queue,
+		// and leaving the start early costs many round trips.
+		c.highRound = true
 	case queue < target/4:
 		// Well below the target: the path has room. Grow by an eighth a
 		// round, much faster than FAST's alpha on a long, fast path, and
@@ -324,8 +337,16 @@ func (c *controller) endRound(now time.Time) {
 		// make the target's worth of queue at the rate the path delivers;
 		// halfway there each round.
 		c.slowStart = false
+		// The smaller of this round's and the last's: a round of a few
+		// blocks whose answers were all late by chance (a server that
+		// holds its output for a delayed ACK: 40 ms) is no queue, and one
+		// round's delay in seeing a real one is what the cut is for.
+		rm := c.roundMin
+		if c.prevMin != 0 && c.prevMin < rm {
+			rm = c.prevMin
+		}
 		alpha := max(minChunk, int(c.rate*target.Seconds()))
-		goal := int(int64(c.cwnd)*int64(c.base)/int64(c.roundMin)) + alpha
+		goal := int(int64(c.cwnd)*int64(c.base)/int64(rm)) + alpha
 		c.cwnd += (goal - c.cwnd) / 2
 	}
 	c.fitChunk(now)
@@ -350,6 +371,10 @@ func (c *controller) endRound(now time.Time) {
 	c.roundAt = now
 	c.roundBytes = 0
 	c.roundEnd = c.cwnd
+	c.prevMin = c.roundMin
+	if c.cut {
+		c.prevMin = 0
+	}
 	c.roundMin = 0
 	c.roundPeak = c.inflight
 	c.cut = false

@@ -20,7 +20,7 @@ import (
 // alertFlushTimeout bounds how long a failed accepting handshake waits for
 // its TLS alert (or Fail verdict) to be acknowledged before it aborts the
 // tunnel, so that the dialer learns why ("bad certificate").
-const alertFlushTimeout = 2 * time.Second
+const alertFlushTimeout = 5 * time.Second
 
 var (
 	errNotAcceptable      = stanza.Error{Type: stanza.Cancel, Condition: stanza.NotAcceptable}

@@ -328,10 +328,7 @@ func (s *bytestream) written(atts []*bsAttempt, n int, at time.Time, err error) 
 func (s *bytestream) answered(id uint32, result bool, se stanza.Error, at, now time.Time) {
 	att := s.pending[id]
 	if att == nil {
-		if !s.detached {
-			s.detach(errors.New("answer to no request"), now)
-		}
-		return
+		return // not ours, or answered already: ignored
 	}
 	delete(s.pending, id)
 	c, e := s.c, s.c.ep
@@ -409,6 +406,7 @@ func (s *bytestream) readLoop() {
 					s.answered(id, result, se, at, now)
 				}
 			})
+		case bsframe.Nop:
 		case bsframe.Bye:
 			e.post(func(now time.Time) {
 				s.lastRead = now
@@ -451,18 +449,41 @@ func (e *BytestreamError) Unwrap() error { return e.Err }
 // Is matches ErrBytestreamBroken.
 func (e *BytestreamError) Is(target error) bool { return target == ErrBytestreamBroken }
 
+// bsKick is how long the writer waits, idle after a write, before it
+// writes a NOP: some proxies (Prosody 0.12's proxy65) hold back the tail of
+// a burst until more bytes come, and the peer may be waiting for it.
+const bsKick = 5 * time.Millisecond
+
 // writeLoop is the writer goroutine: it writes what the loop encoded,
 // everything buffered at once, and reports what left.
 func (s *bytestream) writeLoop() {
 	e := s.c.ep
 	var spare []byte
+	kick := time.NewTimer(time.Hour)
+	kick.Stop()
+	defer kick.Stop()
+	kicked := true // nothing written since the last NOP
 	for {
 		s.wmu.Lock()
 		for len(s.wbuf) == 0 && !s.wstop {
 			s.wmu.Unlock()
-			<-s.wwake
+			if !kicked {
+				kick.Reset(bsKick)
+			}
+			select {
+			case <-s.wwake:
+				kick.Stop()
+			case <-kick.C:
+				kicked = true
+				if _, err := s.conn.Write([]byte{byte(bsframe.Nop)}); err != nil {
+					e.post(func(now time.Time) { s.written(nil, 0, now, err) })
+					_ = s.conn.Close()
+					return
+				}
+			}
 			s.wmu.Lock()
 		}
+		kicked = false
 		if len(s.wbuf) == 0 {
 			s.wmu.Unlock()
 			_ = s.conn.Close()

@@ -110,6 +110,7 @@ func TestBytestreamMoves(t *testing.T) {
 			// Back to IQs, from bob's side: the bytestream closes once
 			// both have said BYE and all on it is answered.
 			<-c2.LeaveBytestream()
+			<-c1.LeaveBytestream() // ours ends once it has both BYEs
 			require.False(t, c1.Paths().Bytestream)
 		case 2:
 			attach(t, c1, c2)

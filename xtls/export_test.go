@@ -12,6 +12,13 @@ func UseContract2(h *Handler) {
 	h.serverTLS.NextProtos = nil
 }
 
+// UseContract3 makes h speak contract 3, as a peer that predates
+// contract 4's records: it offers and accepts only xmpp-xtls/3.
+func UseContract3(h *Handler) {
+	h.clientTLS.NextProtos = []string{alpnContract3}
+	h.serverTLS.NextProtos = []string{alpnContract3}
+}
+
 // SetMaxVersion caps the TLS version h offers and accepts.
 func SetMaxVersion(h *Handler, v uint16) {
 	h.clientTLS.MaxVersion = v

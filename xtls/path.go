@@ -115,11 +115,11 @@ type paths struct {
 	// the peer with its nonce says the peer gave it up.
 	answering [16]byte
 	giveUp    context.CancelFunc
-	proxy   jid.JID
-	written int64     // application bytes written, for BytestreamAuto
-	next    time.Time // no automatic attempt before
-	backoff time.Duration
-	done    bool // the demultiplexer ended
+	proxy     jid.JID
+	written   int64     // application bytes written, for BytestreamAuto
+	next      time.Time // no automatic attempt before
+	backoff   time.Duration
+	done      bool // the demultiplexer ended
 }
 
 // closed fails the offers that wait for an answer.

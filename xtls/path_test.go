@@ -15,14 +15,14 @@ import (
 	"github.com/xmppxtls/xtls/xtls/xtlstest"
 )
 
-func tofu() xtls.Config {
+func bsConfig() xtls.Config {
 	return xtls.Config{Pins: xtls.NewMemPinStore(), TrustOnFirstUse: true, Bytestreams: xtls.BytestreamOnRequest}
 }
 
-// send writes n pseudo-random bytes from one end, reads them at the other
+// sendThrough writes n pseudo-random bytes from one end, reads them at the other
 // and reports whether they arrived exact, with the reader's error. during,
 // if not nil, runs once the reader has read half.
-func send(t testing.TB, from, to *xtls.Conn, n int64, seed byte, during func()) (exact bool, readErr error) {
+func sendThrough(t testing.TB, from, to *xtls.Conn, n int64, seed byte, during func()) (exact bool, readErr error) {
 	t.Helper()
 	want := sha256.New()
 	werr := make(chan error, 1)
@@ -54,8 +54,8 @@ func send(t testing.TB, from, to *xtls.Conn, n int64, seed byte, during func()) 
 // through the proxy, with the same TLS session (no new handshake).
 func TestBytestreamMoveAndBack(t *testing.T) {
 	w := newWorld(t, xtlstest.Proxy65("example.net"))
-	a := w.join(aliceJID, tofu())
-	b := w.join(bobJID, tofu())
+	a := w.join(aliceJID, bsConfig())
+	b := w.join(bobJID, bsConfig())
 	c1, c2, err := dialAccept(t, a, b)
 	require.NoError(t, err)
 	before := c1.ConnectionState().TLSUnique
@@ -65,11 +65,11 @@ func TestBytestreamMoveAndBack(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		exact, err := send(t, c2, c1, 4<<20, 2, nil)
+		exact, err := sendThrough(t, c2, c1, 4<<20, 2, nil)
 		require.NoError(t, err)
 		require.True(t, exact, "bob → alice")
 	}()
-	exact, err := send(t, c1, c2, 16<<20, 1, func() {
+	exact, err := sendThrough(t, c1, c2, 16<<20, 1, func() {
 		require.NoError(t, c1.MoveToBytestream(ctx))
 		p := c1.Path()
 		require.True(t, p.Bytestream)
@@ -81,11 +81,11 @@ func TestBytestreamMoveAndBack(t *testing.T) {
 
 	<-c2.LeaveBytestream()
 	require.False(t, c1.Path().Bytestream)
-	exact, err = send(t, c1, c2, 1<<20, 3, nil)
+	exact, err = sendThrough(t, c1, c2, 1<<20, 3, nil)
 	require.NoError(t, err)
 	require.True(t, exact)
 	require.NoError(t, c2.MoveToBytestream(ctx), "bob moves it this time")
-	exact, err = send(t, c1, c2, 4<<20, 4, nil)
+	exact, err = sendThrough(t, c1, c2, 4<<20, 4, nil)
 	require.NoError(t, err)
 	require.True(t, exact)
 
@@ -114,7 +114,7 @@ func TestBytestreamAuto(t *testing.T) {
 	c1, c2, err := dialAccept(t, a, b)
 	require.NoError(t, err)
 
-	exact, err := send(t, c1, c2, 16<<10, 1, nil)
+	exact, err := sendThrough(t, c1, c2, 16<<10, 1, nil)
 	require.NoError(t, err)
 	require.True(t, exact)
 	require.Zero(t, c1.Path().Moves, "16 KiB stay on IQs")
@@ -188,11 +188,11 @@ func TestBytestreamHijackerRefused(t *testing.T) {
 			var w *world
 			hijacked := make(chan struct{}, 1)
 			w = newWorld(t, xtlstest.Proxy65("example.net", tc.opt(&w, hijacked)))
-			a := w.join(aliceJID, tofu())
-			b := w.join(bobJID, tofu())
+			a := w.join(aliceJID, bsConfig())
+			b := w.join(bobJID, bsConfig())
 			c1, c2, err := dialAccept(t, a, b)
 			require.NoError(t, err)
-			exact, err := send(t, c1, c2, 2<<20, 1, func() {
+			exact, err := sendThrough(t, c1, c2, 2<<20, 1, func() {
 				err := c1.MoveToBytestream(context.Background())
 				require.ErrorIs(t, err, xtls.ErrNoBytestream)
 				t.Log(err)
@@ -214,11 +214,11 @@ func TestBytestreamHijackerRefused(t *testing.T) {
 // exact.
 func TestBytestreamProxyCuts(t *testing.T) {
 	w := newWorld(t, xtlstest.Proxy65("example.net", xtlstest.CutAfter(3<<20+12345)))
-	a := w.join(aliceJID, tofu())
-	b := w.join(bobJID, tofu())
+	a := w.join(aliceJID, bsConfig())
+	b := w.join(bobJID, bsConfig())
 	c1, c2, err := dialAccept(t, a, b)
 	require.NoError(t, err)
-	exact, err := send(t, c1, c2, 8<<20, 1, func() {
+	exact, err := sendThrough(t, c1, c2, 8<<20, 1, func() {
 		require.NoError(t, c1.MoveToBytestream(context.Background()))
 	})
 	require.NoError(t, err)
@@ -256,12 +256,12 @@ func TestBytestreamTamperingProxy(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t, xtlstest.Proxy65("example.net", xtlstest.ProxyTamper(tc.tamper)))
-			a := w.join(aliceJID, tofu())
-			b := w.join(bobJID, tofu())
+			a := w.join(aliceJID, bsConfig())
+			b := w.join(bobJID, bsConfig())
 			c1, c2, err := dialAccept(t, a, b)
 			require.NoError(t, err)
 			require.NoError(t, c1.MoveToBytestream(context.Background()))
-			exact, err := send(t, c1, c2, 4<<20, 1, nil)
+			exact, err := sendThrough(t, c1, c2, 4<<20, 1, nil)
 			t.Logf("exact %v, err %v, path %+v", exact, err, c2.Path())
 			require.True(t, exact || err != nil, "wrong data delivered without an error")
 			c1.Close()
@@ -275,8 +275,8 @@ func TestBytestreamTamperingProxy(t *testing.T) {
 func TestBytestreamRefusals(t *testing.T) {
 	t.Run("off", func(t *testing.T) {
 		w := newWorld(t, xtlstest.Proxy65("example.net"))
-		a := w.join(aliceJID, tofu())
-		cfg := tofu()
+		a := w.join(aliceJID, bsConfig())
+		cfg := bsConfig()
 		cfg.Bytestreams = xtls.BytestreamOff
 		b := w.join(bobJID, cfg)
 		c1, c2, err := dialAccept(t, a, b)
@@ -285,7 +285,7 @@ func TestBytestreamRefusals(t *testing.T) {
 		require.ErrorIs(t, err, xtls.ErrNoBytestream)
 		require.ErrorContains(t, err, "bytestreams are off")
 		require.ErrorIs(t, c2.MoveToBytestream(context.Background()), xtls.ErrNoBytestream)
-		exact, err := send(t, c1, c2, 256<<10, 1, nil)
+		exact, err := sendThrough(t, c1, c2, 256<<10, 1, nil)
 		require.NoError(t, err)
 		require.True(t, exact)
 		c1.Close()
@@ -293,8 +293,8 @@ func TestBytestreamRefusals(t *testing.T) {
 	})
 	t.Run("no proxy", func(t *testing.T) {
 		w := newWorld(t)
-		a := w.join(aliceJID, tofu())
-		b := w.join(bobJID, tofu())
+		a := w.join(aliceJID, bsConfig())
+		b := w.join(bobJID, bsConfig())
 		c1, c2, err := dialAccept(t, a, b)
 		require.NoError(t, err)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -18,7 +18,10 @@ import (
 	"github.com/xmppxtls/xtls/xtls"
 )
 
-const alpn3 = "xmpp-xtls/3"
+const (
+	alpn3 = "xmpp-xtls/3"
+	alpn4 = "xmpp-xtls/4"
+)
 
 // pinOther pins a key that is not alice's for alice on n: n then refuses
 // alice's certificate with a TLS alert.
@@ -96,35 +99,49 @@ func TestPairingRequired(t *testing.T) {
 	}
 }
 
-// Contract 3 is negotiated by ALPN: two Handlers use it; with a peer that
-// offers no ALPN (contract 2), either way round, the tunnel works without
-// the verdict frame.
+// The contract is negotiated by ALPN: two Handlers use contract 4; with a
+// contract 3 peer, either way round, contract 3 (no records inside TLS, no
+// bytestreams); with a peer that offers no ALPN (contract 2) the tunnel
+// works without the verdict frame.
 func TestContractNegotiation(t *testing.T) {
 	for _, tc := range []struct {
-		a2, b2 bool
-		want   string
+		a, b int // the contract each end speaks
+		want string
 	}{
-		{false, false, alpn3},
-		{true, false, ""},
-		{false, true, ""},
-		{true, true, ""},
+		{4, 4, alpn4},
+		{3, 4, alpn3},
+		{4, 3, alpn3},
+		{3, 3, alpn3},
+		{2, 4, ""},
+		{4, 2, ""},
+		{2, 2, ""},
 	} {
-		t.Run(fmt.Sprintf("alice2=%v/bob2=%v", tc.a2, tc.b2), func(t *testing.T) {
+		t.Run(fmt.Sprintf("alice%d/bob%d", tc.a, tc.b), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				w := newWorld(t)
 				a := w.join(aliceJID, xtls.Config{Pins: xtls.NewMemPinStore(), TrustOnFirstUse: true})
 				b := w.join(bobJID, xtls.Config{Pins: xtls.NewMemPinStore(), TrustOnFirstUse: true})
-				if tc.a2 {
-					xtls.UseContract2(a.h)
-				}
-				if tc.b2 {
-					xtls.UseContract2(b.h)
+				for _, x := range []struct {
+					contract int
+					h        *xtls.Handler
+				}{{tc.a, a.h}, {tc.b, b.h}} {
+					switch x.contract {
+					case 2:
+						xtls.UseContract2(x.h)
+					case 3:
+						xtls.UseContract3(x.h)
+					}
 				}
 				c1, c2, err := dialAccept(t, a, b)
 				require.NoError(t, err)
 				require.Equal(t, tc.want, c1.ConnectionState().NegotiatedProtocol)
 				require.Equal(t, tc.want, c2.ConnectionState().NegotiatedProtocol)
 				exchange(t, c1, c2, 64<<10)
+				if tc.want != alpn4 {
+					err := c1.MoveToBytestream(context.Background())
+					require.ErrorIs(t, err, xtls.ErrNoBytestream)
+					require.ErrorContains(t, err, "contract 4")
+				}
 				require.NoError(t, c1.Close())
 				require.NoError(t, c2.Close())
 			})

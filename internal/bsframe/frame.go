@@ -43,11 +43,16 @@ const (
 	Result Type = 0x03
 	// Error is an IQ error to the request named by id (type, condition).
 	Error Type = 0x04
-	// Bye says that its sender will send nothing more on this bytestream.
+	// Bye says that its sender will send no more requests (Data, Credit)
+	// on this bytestream: only answers (Result, Error) and Nop follow.
 	Bye Type = 0x05
+	// Nop carries nothing and is ignored. A sender writes one when it has
+	// been idle for a moment after writing: some proxies (Prosody 0.12's
+	// proxy65) hold the tail of a burst until more bytes come.
+	Nop Type = 0x06
 )
 
-var typeNames = [...]string{Data: "DATA", Credit: "CREDIT", Result: "RESULT", Error: "ERROR", Bye: "BYE"}
+var typeNames = [...]string{Data: "DATA", Credit: "CREDIT", Result: "RESULT", Error: "ERROR", Bye: "BYE", Nop: "NOP"}
 
 // String returns the frame type's name ("DATA", "CREDIT", ...) or its value
 // in hexadecimal if it is unknown.
@@ -156,7 +161,7 @@ func appendHeader(dst []byte, f Frame) ([]byte, error) {
 		dst = append(dst, byte(f.Type))
 		dst = binary.BigEndian.AppendUint32(dst, f.ID)
 		return append(dst, t, c), nil
-	case Bye:
+	case Bye, Nop:
 		return append(dst, byte(f.Type)), nil
 	}
 	return dst, &MalformedError{Type: f.Type, Field: FieldType, Value: uint64(f.Type)}

@@ -38,7 +38,8 @@ var validVectors = [...]struct {
 	5: {"04 00000003 05 12", bsframe.Frame{Type: bsframe.Error, ID: 3, ErrType: stanza.Wait, Cond: stanza.ResourceConstraint}},
 	6: {"04 80000000 02 07", bsframe.Frame{Type: bsframe.Error, ID: 0x80000000, ErrType: stanza.Cancel, Cond: stanza.ItemNotFound}},
 	7: {"04 00000004 04 01", bsframe.Frame{Type: bsframe.Error, ID: 4, ErrType: stanza.Modify, Cond: stanza.BadRequest}},
-	8: {"05", bsframe.Frame{Type: bsframe.Bye}},
+	8: {"06", bsframe.Frame{Type: bsframe.Nop}},
+	9: {"05", bsframe.Frame{Type: bsframe.Bye}},
 }
 
 func TestValidVectors(t *testing.T) {
@@ -74,7 +75,7 @@ var invalidVectors = [...]struct {
 	short bool
 }{
 	0:  {"00", 0x00, bsframe.FieldType, false},
-	1:  {"06", 0x06, bsframe.FieldType, false},
+	1:  {"07", 0x07, bsframe.FieldType, false},
 	2:  {"ff", 0xff, bsframe.FieldType, false},
 	3:  {"01 00000001 0000 0000", bsframe.Data, bsframe.FieldLen, false},
 	4:  {"02 00000002 8000000000000000", bsframe.Credit, bsframe.FieldLimit, false},
@@ -91,7 +92,7 @@ var invalidVectors = [...]struct {
 	15: {"03 0000", bsframe.Result, bsframe.FieldID, true},
 	16: {"04 00000003", bsframe.Error, bsframe.FieldErrorType, true},
 	17: {"04 00000003 05", bsframe.Error, bsframe.FieldCondition, true},
-	18: {"05 03 00000001", bsframe.Result, bsframe.FieldAfterBye, false},
+	18: {"05 01 00000001 0000 0001 00", bsframe.Data, bsframe.FieldAfterBye, false},
 	19: {"05 05", bsframe.Bye, bsframe.FieldAfterBye, false},
 }
 
@@ -123,7 +124,7 @@ func TestMalformedErrorText(t *testing.T) {
 		hex, want string
 		value     uint64
 	}{
-		0: {"06", "bsframe: malformed frame: unknown type 0x6", 6},
+		0: {"07", "bsframe: malformed frame: unknown type 0x7", 7},
 		1: {"01 00000001 0000 0000", "bsframe: malformed DATA frame: len 0 out of range", 0},
 		2: {"02 00000002 8000000000000000", "bsframe: malformed CREDIT frame: limit 9223372036854775808 out of range", 1 << 63},
 		3: {"04 00000003 09 12", "bsframe: malformed ERROR frame: unknown error-type code 9", 9},
@@ -152,7 +153,7 @@ func TestAppendFrameRefuses(t *testing.T) {
 		field bsframe.Field
 	}{
 		0: {bsframe.Frame{Type: 0}, bsframe.FieldType},
-		1: {bsframe.Frame{Type: 6}, bsframe.FieldType},
+		1: {bsframe.Frame{Type: 7}, bsframe.FieldType},
 		2: {bsframe.Frame{Type: bsframe.Data, ID: 1}, bsframe.FieldLen},
 		3: {bsframe.Frame{Type: bsframe.Data, ID: 1, Payload: make([]byte, bsframe.MaxPayload+1)}, bsframe.FieldLen},
 		4: {bsframe.Frame{Type: bsframe.Credit, Limit: bsframe.MaxLimit + 1}, bsframe.FieldLimit},

@@ -15,7 +15,8 @@ import (
 // A Reader stops at the first error: a malformed frame (a *MalformedError,
 // errors.Is(err, ErrMalformed)), io.EOF at a frame boundary, or an error of
 // the underlying reader; every later call to Next returns that error again
-// without reading. After a Bye frame only the end of the stream may follow.
+// without reading. After a Bye frame only Result, Error and Nop frames may
+// follow, then the end of the stream.
 //
 // A Reader is not safe for concurrent use.
 type Reader struct {
@@ -57,7 +58,8 @@ func (r *Reader) next() (Frame, error) {
 		return Frame{}, err
 	}
 	f := Frame{Type: Type(b[0])}
-	if r.bye {
+	if r.bye && f.Type != Result && f.Type != Error && f.Type != Nop {
+		// After BYE only answers: to requests that crossed it.
 		return Frame{}, &MalformedError{Type: f.Type, Field: FieldAfterBye}
 	}
 	var size int
@@ -70,7 +72,7 @@ func (r *Reader) next() (Frame, error) {
 		size = resultSize
 	case Error:
 		size = errorSize
-	case Bye:
+	case Bye, Nop:
 		size = byeSize
 	default:
 		return Frame{}, &MalformedError{Type: f.Type, Field: FieldType, Value: uint64(f.Type)}
@@ -78,7 +80,7 @@ func (r *Reader) next() (Frame, error) {
 	if b, err = r.peek(f.Type, size); err != nil {
 		return Frame{}, err
 	}
-	if f.Type != Bye {
+	if f.Type != Bye && f.Type != Nop {
 		f.ID = binary.BigEndian.Uint32(b[1:])
 	}
 	switch f.Type {

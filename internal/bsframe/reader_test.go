@@ -87,7 +87,7 @@ func (c *counting) Read(p []byte) (int, error) {
 // more, though valid frames follow.
 func TestReaderStopsAtMalformed(t *testing.T) {
 	stream, _ := allValid(t)
-	stream = append(unhex(t, "03 00000001 06"), stream...)
+	stream = append(unhex(t, "03 00000001 07"), stream...)
 	src := &counting{r: iotest.OneByteReader(bytes.NewReader(stream))}
 	r := bsframe.NewReader(src)
 	_, err := r.Next()

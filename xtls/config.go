@@ -119,11 +119,12 @@ type Config struct {
 	// Bytestreams says when a tunnel moves onto a SOCKS5 bytestream
 	// (XEP-0065) through a proxy of its own or the peer's server, where
 	// the servers' client limits do not apply: by default by itself once
-	// it has sent BytestreamAfter bytes (so chat stays on IQs and a file
-	// moves). Both ends must run contract 4; either may refuse.
+	// it has a backlog (a Write waited 100 ms for the path) or has sent
+	// BytestreamAfter bytes, so that chat stays on IQs and a file moves.
+	// Both ends must run contract 4; either may refuse.
 	Bytestreams BytestreamPolicy
 	// BytestreamAfter is how many application bytes a tunnel sends on IQs
-	// before it tries to move (default 64 KiB).
+	// before it tries to move even without a backlog (default 64 KiB).
 	BytestreamAfter int
 
 	// HandshakeTimeout bounds the TLS handshake of a tunnel the peer opens,

@@ -292,8 +292,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 		c.wroteAfterPeerClose.Store(true)
 	}
 	if c.framed() {
+		start := time.Now()
 		n, err := c.writeApp(p)
-		c.maybeMove(n)
+		c.maybeMove(n, time.Since(start) >= backlogWait)
 		return n, err
 	}
 	return c.tls.Write(p)

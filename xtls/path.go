@@ -176,9 +176,13 @@ func (c *Conn) Path() PathState {
 	return ps
 }
 
-// maybeMove starts a move by itself once enough was written (Write calls
-// it).
-func (c *Conn) maybeMove(n int) {
+// backlogWait is how long a Write must have waited for the path (the
+// tunnel has a backlog: a file, not a chat message) to start a move.
+const backlogWait = 100 * time.Millisecond
+
+// maybeMove starts a move by itself once enough was written, or a Write
+// had to wait for the path (Write calls it).
+func (c *Conn) maybeMove(n int, waited bool) {
 	if c.h.cfg.Bytestreams != BytestreamAuto || !c.framed() {
 		return
 	}
@@ -186,7 +190,7 @@ func (c *Conn) maybeMove(n int) {
 	p.mu.Lock()
 	p.written += int64(n)
 	now := time.Now()
-	due := p.written >= int64(c.h.cfg.BytestreamAfter) && !p.moving && !p.done && now.After(p.next)
+	due := (waited || p.written >= int64(c.h.cfg.BytestreamAfter)) && !p.moving && !p.done && now.After(p.next)
 	if due {
 		// Asking the transport costs a round trip to its loop: not more
 		// than once a second.

@@ -195,6 +195,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if prog != nil {
 		prog.finish(&count)
 	}
+	if p := conn.Path(); p.Moves > 0 {
+		logf("path: %s", cli.PathNote(conn))
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			cli.AbortInterrupted(conn.Tunnel(), cli.Why(ctx).Error())

@@ -45,9 +45,9 @@ type world struct {
 	dir     string
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T, opts ...xtlstest.Option) *world {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	w := &world{t: t, ctx: ctx, network: xtlstest.NewNetwork(), dir: t.TempDir()}
+	w := &world{t: t, ctx: ctx, network: xtlstest.NewNetwork(opts...), dir: t.TempDir()}
 	w.state = filepath.Join(w.dir, "state")
 	old, oldAlive := connect, keepAliveEvery
 	connect = cli.NetworkConnect(w.network)
@@ -183,11 +183,13 @@ func sameTree(t *testing.T, want, got string) {
 }
 
 // A folder of 1,000 small files and one 200 MB file arrive identical;
-// the receiver is asked, and said yes on its standard input. The second
-// time the same command sends nothing but the proof that all is there,
-// and -yes needs no answer (the key is pinned now).
+// the receiver is asked, and said yes on its standard input. alice's
+// server has a SOCKS5 proxy (XEP-0065): the tunnel moves onto it, and the
+// summary says so. The second time the same command sends nothing but the
+// proof that all is there, and -yes needs no answer (the key is pinned
+// now).
 func TestFolderAndBigFile(t *testing.T) {
-	w := newWorld(t)
+	w := newWorld(t, xtlstest.Proxy65("example.net"))
 	src := filepath.Join(w.dir, "src")
 	for i := range 1000 {
 		writeRandom(t, filepath.Join(src, "folder", fmt.Sprintf("sub%d", i%7), fmt.Sprintf("f%04d.txt", i)), int64(i%3000), uint64(i))
@@ -231,6 +233,9 @@ func TestFolderAndBigFile(t *testing.T) {
 	sameTree(t, src, out)
 	if sent, skipped := sentBytes(t, a.stderr); sent != total(t, src) || skipped != 0 {
 		t.Errorf("sent %d bytes, %d already there; want %d, 0", sent, skipped, total(t, src))
+	}
+	if !strings.Contains(a.stderr, "through a bytestream (proxy proxy.example.net)") {
+		t.Errorf("the sender does not say the file went through the proxy:\n%s", a.stderr)
 	}
 
 	// Again: everything is there and verified, nothing is sent.

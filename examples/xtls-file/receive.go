@@ -198,8 +198,8 @@ func (r *receiver) run(ctx context.Context, st xtls.State, pins *cli.ConfirmPins
 	}
 	el := time.Since(start)
 	abs, _ := filepath.Abs(r.o.out)
-	r.say("done: %d files from %s in %s, SHA-256 verified; received %d bytes (%d were already here) in %v, %s",
-		r.files, bare, abs, r.got, already, el.Round(time.Millisecond), rate(r.got, el))
+	r.say("done: %d files from %s in %s, SHA-256 verified; received %d bytes (%d were already here) in %v, %s%s",
+		r.files, bare, abs, r.got, already, el.Round(time.Millisecond), rate(r.got, el), "; "+cli.PathNote(r.conn))
 	// The sender closes first; then we do.
 	r.conn.SetReadDeadline(time.Now().Add(closeWait))
 	io.Copy(io.Discard, r.conn)

@@ -219,8 +219,8 @@ func (s *sender) run(ctx context.Context) error {
 		prog.Stop()
 	}
 	el := time.Since(start)
-	s.say("done: %s verified all %d files (SHA-256); sent %d bytes (%d were already there) in %v, %s",
-		s.o.peer.Bare(), len(s.files), s.sent, s.skip, el.Round(time.Millisecond), rate(s.sent, el))
+	s.say("done: %s verified all %d files (SHA-256); sent %d bytes (%d were already there) in %v, %s%s",
+		s.o.peer.Bare(), len(s.files), s.sent, s.skip, el.Round(time.Millisecond), rate(s.sent, el), "; "+cli.PathNote(s.conn))
 	return nil
 }
 

@@ -179,7 +179,7 @@ func (c *Conn) afterTLS(ctx context.Context) error {
 		if !v.pair && c.dialCode == nil {
 			c.mode = modeApp
 			if _, err := c.tls.Write([]byte{modeApp}); err != nil {
-				return err
+				return c.refusedFirst(err)
 			}
 			if c.contract() >= 3 {
 				return c.readVerdict()
@@ -192,7 +192,7 @@ func (c *Conn) afterTLS(ctx context.Context) error {
 		}
 		c.mode = modePair
 		if _, err := c.tls.Write([]byte{modePair}); err != nil {
-			return &PairingError{Peer: peer, Reason: PairingBroken, Err: err}
+			return c.refusedFirst(&PairingError{Peer: peer, Reason: PairingBroken, Err: err})
 		}
 		if err := c.pairAsInitiator(code); err != nil {
 			return err

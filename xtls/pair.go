@@ -335,7 +335,7 @@ func (c *Conn) pairAsInitiator(code []byte) error {
 		return &PairingError{Peer: peer, Reason: PairingBroken, Err: err}
 	}
 	if err := writeFrame(c.tls, frameCPaceA, ya); err != nil {
-		return &PairingError{Peer: peer, Reason: PairingBroken, Err: err}
+		return c.refusedFirst(&PairingError{Peer: peer, Reason: PairingBroken, Err: err})
 	}
 	body, err := expectFrame(c.tls, peer, frameCPaceB, cpace.MessageSize+sha256.Size)
 	if err != nil {

@@ -114,6 +114,35 @@ var errPeerFailed = errors.New("xtls: the peer did not accept the tunnel")
 var errBadVerdict = errors.New("xtls: the peer's verdict is not an OK or Fail frame")
 
 // readVerdict reads the responder's verdict after mode A (contract 3).
+// refusedFirst returns, for an initiator whose write after the handshake
+// failed (err), what the responder said before it ended the tunnel, if it
+// said anything: a responder that refuses us (a TLS alert, a Fail frame)
+// flushes its word and then aborts, and the abort can reach our write
+// before we read the word, which is still buffered. Otherwise err.
+func (c *Conn) refusedFirst(err error) error {
+	if c.mode == modePair {
+		// Pairing: a Fail frame, in any contract.
+		_, ferr := expectFrame(c.tls, c.state.Peer, frameOK, -1)
+		var pe *PairingError
+		if errors.As(ferr, &pe) && pe.Remote {
+			return ferr
+		}
+		if e := notTrustedByPeer(c.state.Peer, errors.Unwrap(ferr)); errors.Is(e, ErrNotTrustedByPeer) {
+			return e
+		}
+		return err
+	}
+	if c.contract() < 3 {
+		return err
+	}
+	verr := c.readVerdict()
+	var pe *PairingError
+	if errors.Is(verr, ErrNotTrustedByPeer) || errors.Is(verr, errPeerFailed) || errors.As(verr, &pe) && pe.Remote {
+		return verr
+	}
+	return err
+}
+
 func (c *Conn) readVerdict() error {
 	peer := c.state.Peer
 	typ, body, err := readFrame(c.tls)

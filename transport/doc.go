@@ -67,6 +67,14 @@
 // until it is closed or its session ends; then both end, and the methods of
 // its tunnels run on their callers' goroutines, one at a time.
 //
+// A tunnel may also move onto a bytestream (Conn.UseBytestream: a SOCKS5
+// bytestream through a server's proxy, which xtls negotiates inside TLS):
+// its data and credit then travel there as binary frames, in the same
+// sequence space, and what the bytestream leaves unanswered when it ends
+// goes again on IQs (bytestream.go). Such a tunnel has two goroutines of
+// its own while the bytestream lasts, its reader and its writer; the loop
+// still owns its state.
+//
 // Concurrency: a Conn's Read, Write, Close and deadline methods may be called
 // from any goroutine, as net.Conn requires.
 package transport // import "github.com/xmppxtls/xtls/transport"

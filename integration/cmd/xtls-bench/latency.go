@@ -163,13 +163,10 @@ func measureLatency(e *env, s latencySetup) (*latencyResult, error) {
 	via := []string{srv.Addr(), srv.Addr()}
 	switch {
 	case s.stock:
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		stock, err := startServer(ctx, e.name, e.o, harness.StockLimits)
+		stock, err := e.stockServer()
 		if err != nil {
 			return nil, err
 		}
-		defer stock.Close()
 		srv, via = stock, []string{stock.Addr(), stock.Addr()}
 	case s.rtt > 0:
 		v, stop, err := delayedPaths(srv, s.rtt, 2)

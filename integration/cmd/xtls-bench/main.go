@@ -38,6 +38,14 @@
 //     a 100-byte echo over a second tunnel, idle and while one tunnel moves
 //     bulk data, against the target 3 × idle p50 + 10 ms, with the bulk
 //     tunnel's rate and retransmissions;
+//   - bytestream.go: bulk off the IQ path, on the server with its stock
+//     client limits and its SOCKS5 bytestream proxy (XEP-0065): the
+//     proxy's ceiling (raw bytes between two clients) in alternation with
+//     one xtls tunnel moved onto it, -size MiB one way each, their ratio;
+//     one -bs-big MiB transfer with the default policy and SHA-256 at both
+//     ends; the first byte after Dial with bytestreams on and off. A
+//     tunnel that does not move or a hash that differs fails the command
+//     after the table;
 //   - goroutines.go: goroutines per session with data IQs in flight on 10
 //     tunnels.
 //
@@ -68,7 +76,7 @@ import (
 )
 
 // groups are the measurements -measure chooses from, in table order.
-var groups = []string{"throughput", "rates", "firstbyte", "memory", "distance", "latency", "goroutines"}
+var groups = []string{"throughput", "rates", "firstbyte", "memory", "distance", "latency", "bytestream", "goroutines"}
 
 type options struct {
 	runs     int
@@ -82,7 +90,8 @@ type options struct {
 	rtts     []time.Duration
 	rttSize  int64
 	latency  []latencySetup
-	pings    int // probes of each kind per phase, unlimited setups
+	pings    int   // probes of each kind per phase, unlimited setups
+	bsBig    int64 // bytes of the big transfer over the proxy
 	measure  map[string]bool
 	cpuProf  string
 	memProf  string
@@ -104,6 +113,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var cols []column
+	var failed []string
 	for _, name := range o.servers {
 		fmt.Fprintf(stderr, "== %s\n", name)
 		res, err := benchServer(name, o, stderr)
@@ -112,6 +122,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		cols = append(cols, res.column())
+		for _, f := range res.failures() {
+			failed = append(failed, name+": "+f)
+		}
 	}
 	if o.memProf != "" {
 		f, err := os.Create(o.memProf)
@@ -127,6 +140,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		header += "\n" + latencyLegend
 	}
 	printTable(stdout, header, cols)
+	return reportFailures(stderr, failed)
+}
+
+// reportFailures prints the checks that failed and returns the exit
+// code: 1 if any did, so that a wrong hash, say, does not pass unseen
+// below a table of numbers.
+func reportFailures(stderr io.Writer, failed []string) int {
+	for _, f := range failed {
+		fmt.Fprintf(stderr, "xtls-bench: FAILED: %s\n", f)
+	}
+	if len(failed) > 0 {
+		return 1
+	}
 	return 0
 }
 
@@ -134,7 +160,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("xtls-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
-	var sizeMiB, ibbMiB, rttMiB int
+	var sizeMiB, ibbMiB, rttMiB, bsBigMiB int
 	var servers, rtts, latency, measure string
 	var quick bool
 	fs.IntVar(&o.runs, "runs", 3, "runs per row (the median is shown)")
@@ -149,6 +175,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&rttMiB, "rtt-size", 4, "MiB per xtls run at a round trip (ibb moves a tenth)")
 	fs.StringVar(&latency, "latency", "direct,50ms,stock", "setups for the latency-under-load rows: direct (loopback), a round trip between the clients (e.g. 50ms, through toxiproxy), stock (the servers' stock client limits, harness.StockLimits); empty for none")
 	fs.IntVar(&o.pings, "pings", 200, "pings, and echoes, per phase of a latency run without limits (the stock-limits setup sends fewer, slower: see latency.go)")
+	fs.IntVar(&bsBigMiB, "bs-big", 256, "MiB of the one big transfer over the server's proxy with SHA-256 at both ends (bytestream rows)")
 	fs.StringVar(&measure, "measure", "all", "measurements to run: all, or some of "+strings.Join(groups, ","))
 	fs.StringVar(&o.cpuProf, "cpuprofile", "", "write a CPU profile of the measurements of the first server to this file")
 	fs.StringVar(&o.memProf, "memprofile", "", "write an allocation profile to this file at the end")
@@ -160,6 +187,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	o.size, o.ibbSize = int64(sizeMiB)<<20, int64(ibbMiB)<<20
 	o.rttSize = int64(rttMiB) << 20
+	o.bsBig = int64(bsBigMiB) << 20
 	for _, r := range strings.Split(rtts, ",") {
 		if r == "" {
 			continue
@@ -191,8 +219,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			return o, fmt.Errorf("-measure %q: want all or some of %s", m, strings.Join(groups, ","))
 		}
 	}
-	if o.runs < 1 || o.pings < 1 {
-		return o, fmt.Errorf("-runs and -pings must be positive")
+	if o.runs < 1 || o.pings < 1 || sizeMiB < 1 || bsBigMiB < 1 {
+		return o, fmt.Errorf("-runs, -pings, -size and -bs-big must be positive")
 	}
 	return o, nil
 }
@@ -204,20 +232,40 @@ type env struct {
 	srv  *harness.Server // without client limits
 	a, b *party          // alice and bob, logged in to srv
 	log  io.Writer
+	// stock is the server with the stock limits and its proxy, once
+	// stockServer started it.
+	stock *harness.Server
 }
 
 func (e *env) logf(format string, args ...any) { fmt.Fprintf(e.log, format+"\n", args...) }
 
-// startServer starts the server name with the given limits and the accounts
-// alice and bob; the caller closes it.
-func startServer(ctx context.Context, name string, o options, limits harness.Limits) (*harness.Server, error) {
+// stockServer returns the server with the stock client limits
+// (harness.StockLimits) and its SOCKS5 bytestream proxy, started on first
+// use and shared by the latency and bytestream rows; benchServer closes it.
+func (e *env) stockServer() (*harness.Server, error) {
+	if e.stock == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		srv, err := startServer(ctx, e.name, e.o, harness.StockLimits, true)
+		if err != nil {
+			return nil, fmt.Errorf("the server with the stock limits: %w", err)
+		}
+		e.stock = srv
+	}
+	return e.stock, nil
+}
+
+// startServer starts the server name with the given limits, its SOCKS5
+// bytestream proxy if proxy65, and the accounts alice and bob; the caller
+// closes it.
+func startServer(ctx context.Context, name string, o options, limits harness.Limits, proxy65 bool) (*harness.Server, error) {
 	var srv *harness.Server
 	var err error
 	switch name {
 	case "prosody":
-		srv, err = harness.StartProsody(ctx, harness.ProsodyOptions{Limits: limits, DisableNagle: o.prosodyNoNagle, ReadSize: o.prosodyReadSize})
+		srv, err = harness.StartProsody(ctx, harness.ProsodyOptions{Limits: limits, Proxy65: proxy65, DisableNagle: o.prosodyNoNagle, ReadSize: o.prosodyReadSize})
 	case "ejabberd":
-		srv, err = harness.StartEjabberd(ctx, harness.EjabberdOptions{Limits: limits})
+		srv, err = harness.StartEjabberd(ctx, harness.EjabberdOptions{Limits: limits, Proxy65: proxy65})
 	default:
 		return nil, fmt.Errorf("unknown server %q (prosody or ejabberd)", name)
 	}
@@ -243,7 +291,16 @@ type results struct {
 	memory     *memoryResult
 	distances  []*distanceResult
 	latency    []*latencyResult
+	bytestream *bytestreamResult
 	goroutines *goroutineResult
+}
+
+// failures lists the checks that failed in any measurement.
+func (r *results) failures() []string {
+	if r.bytestream == nil {
+		return nil
+	}
+	return r.bytestream.failed
 }
 
 // column lists the rows of every measurement, in table order.
@@ -268,6 +325,9 @@ func (r *results) column() column {
 	for _, l := range r.latency {
 		add(l)
 	}
+	if r.bytestream != nil {
+		add(r.bytestream)
+	}
 	if r.goroutines != nil {
 		add(r.goroutines)
 	}
@@ -277,7 +337,7 @@ func (r *results) column() column {
 func benchServer(name string, o options, log io.Writer) (*results, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	srv, err := startServer(ctx, name, o, harness.Unlimited)
+	srv, err := startServer(ctx, name, o, harness.Unlimited, false)
 	if err != nil {
 		return nil, err
 	}
@@ -293,6 +353,11 @@ func benchServer(name string, o options, log io.Writer) (*results, error) {
 	}
 	defer b.close()
 	e := &env{o: o, name: name, srv: srv, a: a, b: b, log: log}
+	defer func() {
+		if e.stock != nil {
+			e.stock.Close()
+		}
+	}()
 	res := &results{name: name}
 
 	if o.cpuProf != "" && name == o.servers[0] {
@@ -343,6 +408,11 @@ func benchServer(name string, o options, log io.Writer) (*results, error) {
 				return nil, fmt.Errorf("latency, %s: %w", s, err)
 			}
 			res.latency = append(res.latency, r)
+		}
+	}
+	if o.measure["bytestream"] {
+		if res.bytestream, err = measureBytestream(e); err != nil {
+			return nil, fmt.Errorf("bytestream: %w", err)
 		}
 	}
 	if o.measure["goroutines"] {

@@ -52,6 +52,30 @@ type party struct {
 type tuning struct {
 	chunk      int  // transport.Config.ChunkSize
 	noQuickAck bool // xtls.Config.NoQuickAck
+	// moves says whether the party's tunnels may move onto a SOCKS5
+	// bytestream. Its zero value keeps them on IQs, which is what every
+	// row measures unless it says otherwise (bytestream.go).
+	moves movePolicy
+}
+
+// movePolicy is a party's xtls.Config.Bytestreams, with the bench's
+// default (stay on IQs) as its zero value.
+type movePolicy int
+
+const (
+	stayOnIQs     movePolicy = iota // xtls.BytestreamOff
+	moveAuto                        // xtls.BytestreamAuto, the library's default
+	moveOnRequest                   // xtls.BytestreamOnRequest
+)
+
+func (m movePolicy) policy() xtls.BytestreamPolicy {
+	switch m {
+	case moveAuto:
+		return xtls.BytestreamAuto
+	case moveOnRequest:
+		return xtls.BytestreamOnRequest
+	}
+	return xtls.BytestreamOff
 }
 
 func login(ctx context.Context, srv *harness.Server, user string, t tuning) (*party, error) {
@@ -73,7 +97,11 @@ func loginVia(ctx context.Context, srv *harness.Server, via, user string, t tuni
 		done: make(chan error, 1), acc: make(chan net.Conn, 4096),
 		held: make(chan struct{}, 1), release: make(chan struct{}),
 	}
-	p.h = xtls.NewHandler(s, &xtls.Config{Certificate: cert, Pins: xtls.NewMemPinStore(), TrustOnFirstUse: true, NoQuickAck: t.noQuickAck, Transport: &transport.Config{ChunkSize: t.chunk}})
+	p.h = xtls.NewHandler(s, &xtls.Config{
+		Certificate: cert, Pins: xtls.NewMemPinStore(), TrustOnFirstUse: true,
+		NoQuickAck: t.noQuickAck, Bytestreams: t.moves.policy(),
+		Transport: &transport.Config{ChunkSize: t.chunk},
+	})
 	answer := mux.IQHandlerFunc(func(iq stanza.IQ, t xmlstream.TokenReadEncoder, _ *xml.StartElement) error {
 		_, err := xmlstream.Copy(t, iq.Result(nil))
 		return err

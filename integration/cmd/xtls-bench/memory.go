@@ -102,8 +102,11 @@ func memory(a, b *party, k int, r *memoryResult, e *env) error {
 			c, err := a.h.Dial(ctx, b.addr)
 			mu.Lock()
 			defer mu.Unlock()
-			if err != nil && firstErr == nil {
-				firstErr = err
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				return
 			}
 			c1s[i] = c
 		}()

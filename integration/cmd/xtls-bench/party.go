@@ -100,7 +100,10 @@ func loginVia(ctx context.Context, srv *harness.Server, via, user string, t tuni
 	p.h = xtls.NewHandler(s, &xtls.Config{
 		Certificate: cert, Pins: xtls.NewMemPinStore(), TrustOnFirstUse: true,
 		NoQuickAck: t.noQuickAck, Bytestreams: t.moves.policy(),
-		Transport: &transport.Config{ChunkSize: t.chunk},
+		// The memory rows open -tunnels (1000) tunnels with one peer: more
+		// than a peer may hold by default (MaxTunnelsPerPeer, 256; the memory
+		// budgets, 64 and 16 MiB of windows).
+		Transport: &transport.Config{ChunkSize: t.chunk, MaxTunnelsPerPeer: 4096, MemoryBudget: 1 << 30, PeerMemoryBudget: 1 << 30},
 	})
 	answer := mux.IQHandlerFunc(func(iq stanza.IQ, t xmlstream.TokenReadEncoder, _ *xml.StartElement) error {
 		_, err := xmlstream.Copy(t, iq.Result(nil))

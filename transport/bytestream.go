@@ -2,6 +2,7 @@ package transport
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -356,7 +357,13 @@ func (s *bytestream) received(fr bsframe.Frame, now time.Time) bsframe.Frame {
 	var r reply
 	switch fr.Type {
 	case bsframe.Data:
-		r, _ = c.t.onData(fr.Seq, fr.Payload, nil)
+		var malformed error
+		if len(fr.Payload) > c.t.blockSize {
+			// What the data element's decoder refuses (D4): a block
+			// beyond our block-size is a teardown on any path.
+			malformed = fmt.Errorf("data of %d bytes, above block-size %d", len(fr.Payload), c.t.blockSize)
+		}
+		r, _ = c.t.onData(fr.Seq, fr.Payload, malformed)
 		if r == replyAck {
 			c.paths.ReceivedOnBytestream += int64(len(fr.Payload))
 		}

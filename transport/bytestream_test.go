@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/xmppxtls/xtls/internal/bsframe"
 	"github.com/xmppxtls/xtls/transport"
 	"github.com/xmppxtls/xtls/xtls/xtlstest"
 )
@@ -182,4 +183,23 @@ func TestBytestreamLateAttach(t *testing.T) {
 	require.Equal(t, int64(len(msg)), c2.Paths().ReceivedOnBytestream)
 	require.NoError(t, c1.Close())
 	require.NoError(t, c2.Close())
+}
+
+// A DATA frame above the receiver's block-size is a teardown on the
+// bytestream as a data element would be on IQs (D4): the receiver never
+// buffers more per block than it announced.
+func TestBytestreamBlockSize(t *testing.T) {
+	w := newWorld(t, nil)
+	a := w.join(t, alice, nil)
+	b := w.join(t, bob, &transport.Config{BlockSize: 4096})
+	_, c2 := pipe(t, a, b)
+	raw, s2 := tcpPair(t)
+	require.NoError(t, c2.UseBytestream(s2))
+	fr, err := bsframe.AppendFrame(nil, bsframe.Frame{Type: bsframe.Data, ID: 1, Seq: 0, Payload: make([]byte, 4097)})
+	require.NoError(t, err)
+	_, err = raw.Write(fr)
+	require.NoError(t, err)
+	_, err = c2.Read(make([]byte, 1))
+	require.Error(t, err)
+	require.ErrorContains(t, err, "block-size")
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mellium.im/xmpp/stanza"
@@ -93,7 +94,9 @@ type bytestream struct {
 	watts []*bsAttempt // requests whose frames are in wbuf
 	wstop bool         // write what is buffered, then close the connection
 	wwake chan struct{}
-	done  chan struct{} // closed when the reader and the writer have ended
+
+	running atomic.Int32  // the reader and the writer, while they run
+	done    chan struct{} // closed when both have ended
 }
 
 // bsAttempt is one request sent on a bytestream.
@@ -143,14 +146,20 @@ func (c *Conn) UseBytestream(conn net.Conn) error {
 	if err != nil {
 		return err
 	}
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); s.readLoop() }()
-	go func() { defer wg.Done(); s.writeLoop() }()
-	go func() { wg.Wait(); close(s.done) }()
-	e.bsWG.Add(1)
-	go func() { <-s.done; e.bsWG.Done() }()
+	s.running.Store(2)
+	e.bsWG.Add(2)
+	go func() { defer s.ended(); s.readLoop() }()
+	go func() { defer s.ended(); s.writeLoop() }()
 	return nil
+}
+
+// ended is the last thing the reader and the writer do: the second to end
+// closes done.
+func (s *bytestream) ended() {
+	if s.running.Add(-1) == 0 {
+		close(s.done)
+	}
+	s.c.ep.bsWG.Done()
 }
 
 // LeaveBytestream moves the tunnel back to IQs: it sends BYE on the

@@ -122,6 +122,9 @@ func (d *demux) read(p []byte) (int, error) {
 			d.off += k
 			if d.off == len(d.buf) {
 				d.buf, d.off = d.buf[:0], 0
+				if cap(d.buf) > 4*maxAppRecord {
+					d.buf = nil // a burst's buffer is not kept while idle
+				}
 			}
 			d.changed() // room for the demultiplexer
 			return k, nil
@@ -143,7 +146,6 @@ func (d *demux) read(p []byte) (int, error) {
 func (d *demux) run() {
 	c := d.c
 	var hdr [3]byte
-	body := make([]byte, maxAppRecord)
 	fail := func(err error) {
 		if err == io.EOF && c.raw.eof.Load() {
 			err = ErrTruncated
@@ -179,7 +181,12 @@ func (d *demux) run() {
 			fail(err)
 			return
 		}
-		if _, err := io.ReadFull(c.tls, body[:n]); err != nil {
+		// The body's buffer is taken only once a header has come: an
+		// idle tunnel holds none.
+		bp := recordPool.Get().(*[]byte)
+		body := (*bp)[:n]
+		if _, err := io.ReadFull(c.tls, body); err != nil {
+			recordPool.Put(bp)
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
@@ -188,8 +195,9 @@ func (d *demux) run() {
 		}
 		if typ != recApp {
 			if typ <= recRefuse {
-				c.paths.record(c, typ, append([]byte(nil), body[:n]...))
+				c.paths.record(c, typ, append([]byte(nil), body...))
 			}
+			recordPool.Put(bp)
 			continue
 		}
 		d.mu.Lock()
@@ -202,9 +210,10 @@ func (d *demux) run() {
 		if d.off > 0 && d.off == len(d.buf) {
 			d.buf, d.off = d.buf[:0], 0
 		}
-		d.buf = append(d.buf, body[:n]...)
+		d.buf = append(d.buf, body...)
 		d.changed()
 		d.mu.Unlock()
+		recordPool.Put(bp)
 	}
 }
 

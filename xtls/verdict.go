@@ -121,14 +121,13 @@ var errBadVerdict = errors.New("xtls: the peer's verdict is not an OK or Fail fr
 // before we read the word, which is still buffered. Otherwise err.
 func (c *Conn) refusedFirst(err error) error {
 	if c.mode == modePair {
-		// Pairing: a Fail frame, in any contract.
-		_, ferr := expectFrame(c.tls, c.state.Peer, frameOK, -1)
-		var pe *PairingError
-		if errors.As(ferr, &pe) && pe.Remote {
-			return ferr
-		}
-		if e := notTrustedByPeer(c.state.Peer, errors.Unwrap(ferr)); errors.Is(e, ErrNotTrustedByPeer) {
-			return e
+		// Pairing: a Fail frame, in any contract, or a TLS alert.
+		typ, body, rerr := readFrame(c.tls)
+		switch {
+		case rerr == nil && typ == frameFail && len(body) == 1:
+			return &PairingError{Peer: c.state.Peer, Reason: PairingFailure(body[0]), Remote: true}
+		case rerr != nil && errors.Is(notTrustedByPeer(c.state.Peer, rerr), ErrNotTrustedByPeer):
+			return notTrustedByPeer(c.state.Peer, rerr)
 		}
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/xmppxtls/xtls/internal/bsframe"
 	"github.com/xmppxtls/xtls/internal/s5b"
+	"github.com/xmppxtls/xtls/transport"
 )
 
 // Moving a tunnel onto a SOCKS5 bytestream (XEP-0065), in contract 4. The
@@ -92,18 +93,12 @@ const (
 	maxBackoff   = 10 * time.Minute
 )
 
-// PathState says which path carries a tunnel and what went each way.
+// PathState says which path carries a tunnel and what went each way: the
+// transport's account (its payload bytes are TLS records), and the proxy
+// of the bytestream while one carries the tunnel.
 type PathState struct {
-	// Bytestream is true while a SOCKS5 bytestream carries the tunnel's
-	// data; Proxy is then its proxy.
-	Bytestream bool
-	Proxy      jid.JID
-	// Moves counts moves onto a bytestream; Fallbacks, bytestreams that
-	// broke (the tunnel went on over IQs).
-	Moves, Fallbacks int
-	// SentOnBytestream and ReceivedOnBytestream count the tunnel's payload
-	// bytes (TLS records) that went on bytestreams.
-	SentOnBytestream, ReceivedOnBytestream int64
+	transport.PathStats
+	Proxy jid.JID
 }
 
 // paths is a Conn's bytestream negotiation state.
@@ -168,8 +163,7 @@ func (c *Conn) Path() PathState {
 	st := c.raw.Conn.Paths()
 	c.paths.mu.Lock()
 	defer c.paths.mu.Unlock()
-	ps := PathState{Bytestream: st.Bytestream, Moves: st.Moves, Fallbacks: st.Fallbacks,
-		SentOnBytestream: st.SentOnBytestream, ReceivedOnBytestream: st.ReceivedOnBytestream}
+	ps := PathState{PathStats: st}
 	if st.Bytestream {
 		ps.Proxy = c.paths.proxy
 	}

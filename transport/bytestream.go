@@ -282,9 +282,16 @@ func (s *bytestream) detach(cause error, now time.Time) {
 	s.detached = true
 	c, e := s.c, s.c.ep
 	why := cause
+	if cause != nil && s.byeSent {
+		// We were leaving: the peer may close once it has both BYEs, and
+		// our NOP kick can then meet a reset. Not a break; whatever had
+		// no answer goes again on IQs all the same.
+		cause = nil
+	}
 	if why == nil {
 		why = errBytestreamLeft
-	} else {
+	}
+	if cause != nil {
 		c.paths.Fallbacks++
 		e.log.Info("xtls: bytestream broke; the tunnel goes on over IQs", "peer", c.peerStr, "sid", c.sid, "err", cause)
 	}
@@ -444,7 +451,9 @@ func (s *bytestream) readEnded(err error, now time.Time) {
 	if s.detached {
 		return
 	}
-	if s.byeSent && s.byeRecv {
+	if s.byeRecv {
+		// The peer said BYE: an end after it is no break (what waits for
+		// an answer goes again on IQs all the same).
 		s.detach(nil, now)
 		return
 	}

@@ -7,7 +7,8 @@ import (
 	"mellium.im/xmlstream"
 )
 
-// Element is any of Start, Proceed, Data, Credit, Close and Closed.
+// Element is any of Start, Proceed, Data, Credit, Close, Closed and
+// Reattach.
 type Element interface {
 	xmlstream.Marshaler
 	xmlstream.WriterTo
@@ -21,10 +22,11 @@ var (
 	_ Element = Credit{}
 	_ Element = Close{}
 	_ Element = Closed{}
+	_ Element = Reattach{}
 )
 
 // Decode reads the first element from r (skipping leading whitespace) and
-// decodes it strictly into one of the six XTLS element types. A data payload
+// decodes it strictly into one of the XTLS element types. A data payload
 // may be up to MaxBlockSize bytes.
 func Decode(r xml.TokenReader) (Element, error) {
 	var start xml.StartElement
@@ -67,6 +69,8 @@ func DecodeElement(start *xml.StartElement, r xml.TokenReader) (Element, error) 
 		return check(DecodeClose(start, r))
 	case "closed":
 		return check(DecodeClosed(start, r))
+	case "reattach":
+		return check(DecodeReattach(start, r))
 	}
 	return nil, contentErr(start.Name.Local, ErrNotXTLS)
 }

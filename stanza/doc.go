@@ -1,6 +1,7 @@
 // Package stanza is the wire vocabulary of XTLS (namespace urn:xmpp:xtls:0):
-// the six elements start, proceed, data, credit, close and closed that travel
-// inside IQ stanzas between two full JIDs, their encoding and their strict
+// the elements start, proceed, data, credit, close and closed that travel
+// inside IQ stanzas between two full JIDs, and reattach, with which a tunnel
+// continues from a new session (contract 5); their encoding and their strict
 // decoding.
 //
 // The package does no I/O. Every element has the trio of methods that

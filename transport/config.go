@@ -111,6 +111,16 @@ type Config struct {
 	// (ErrPeerGone) and the peer, if it is there after all, gets an abort
 	// saying so (default 30 s: a vanished peer is noticed within a minute).
 	KeepAliveTimeout time.Duration
+	// Reattach is how long a tunnel that may be re-attached
+	// (Conn.AllowReattach) waits, once its path to the peer is lost, to be
+	// bound again: our session ended (SessionEnded, or the Endpoint
+	// noticed) and the application has not yet given the Endpoint a new
+	// one (Endpoint.Reattach), or the peer's server answers that the peer
+	// is gone, or the peer fell silent. Read and Write wait meanwhile;
+	// their deadlines still apply. Past it the tunnel fails with a
+	// *DetachedError. Zero (the default) or negative: tunnels are never
+	// held, and fail as soon as their path is lost.
+	Reattach time.Duration
 	// Linger is how long a tunnel closed by Close is remembered so that the
 	// peer's own close is still answered (default 2 min).
 	Linger time.Duration

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"mellium.im/xmpp/jid"
@@ -33,11 +34,9 @@ func (a Addr) String() string { return a.JID.String() }
 // for its answer and their deadlines only.
 type Conn struct {
 	ep        *Endpoint
-	t         *tunnel // owned by the loop
-	peer      jid.JID
-	peerStr   string
+	t         *tunnel                 // owned by the loop
+	peerAddr  atomic.Pointer[jid.JID] // the peer's full JID (a re-attachment changes it)
 	sid       string
-	key       tunnelKey
 	initiator bool
 
 	rdl, wdl       *deadline
@@ -46,6 +45,15 @@ type Conn struct {
 	goneCh         chan struct{} // closed when the tunnel is gone
 
 	// Owned by the loop.
+	peer    jid.JID
+	peerStr string
+	key     tunnelKey
+	// boundLocal is the full JID the peer knows us by: the session's when
+	// the tunnel began or was last re-attached.
+	boundLocal string
+	// suspended: the loop has taken the tunnel's suspension into account
+	// (reattach_endpoint.go).
+	suspended bool
 	reader    *ioReq // a Read waiting for data
 	writer    *ioReq // a Write waiting for room
 	closers   []*closeReq
@@ -78,6 +86,8 @@ func newConn(e *Endpoint, peer jid.JID, sid string, initiator bool) *Conn {
 		goneCh:    make(chan struct{}),
 	}
 	c.key = tunnelKey{c.peerStr, sid}
+	c.peerAddr.Store(&peer)
+	c.boundLocal = e.localStr
 	c.t = newTunnel(&e.env, c.peerStr, sid, initiator)
 	c.t.bare = peer.Bare().String()
 	return c
@@ -118,13 +128,15 @@ func (r *closeReq) complete(err error) {
 }
 
 // LocalAddr returns our full JID.
-func (c *Conn) LocalAddr() net.Addr { return Addr{c.ep.local} }
+// After a re-attachment it is the new session's.
+func (c *Conn) LocalAddr() net.Addr { return Addr{c.ep.LocalAddr()} }
 
 // RemoteAddr returns the peer's full JID.
-func (c *Conn) RemoteAddr() net.Addr { return Addr{c.peer} }
+func (c *Conn) RemoteAddr() net.Addr { return Addr{c.Peer()} }
 
-// Peer returns the peer's full JID.
-func (c *Conn) Peer() jid.JID { return c.peer }
+// Peer returns the peer's full JID: the one the tunnel began with, or the
+// one it was last re-attached to.
+func (c *Conn) Peer() jid.JID { return *c.peerAddr.Load() }
 
 // SID returns the tunnel's sid.
 func (c *Conn) SID() string { return c.sid }

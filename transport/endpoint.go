@@ -57,11 +57,10 @@ type tunnelKey struct {
 // path's writer — post events to it and, where they need an answer, wait
 // for that answer, which the loop gives without waiting for anything.
 type Endpoint struct {
-	sess     Session
-	local    jid.JID
-	localStr string
-	cfg      Config
-	log      *slog.Logger
+	localAddr atomic.Pointer[jid.JID] // the session's full JID (Reattach changes it)
+	curPath   atomic.Pointer[iqPath]  // e.path, for the Serve goroutine
+	cfg       Config
+	log       *slog.Logger
 
 	policy  atomic.Pointer[func(jid.JID) error] // SetPeerPolicy
 	chunk   atomic.Int64                        // Config.ChunkSize, or what SetChunkSize set
@@ -81,20 +80,28 @@ type Endpoint struct {
 	loopDone chan struct{}
 
 	// Owned by the loop.
-	env     env
-	path    *iqPath
-	tunnels map[tunnelKey]*Conn
-	limits  limits
-	accept  func(*Conn) error
-	err     error // set once the session is gone or the Endpoint closed
-	closing bool  // Close: the loop ends once the aborts are written
-	dirty   []*Conn
-	timers  timerHeap
-	timer   *time.Timer
-	watchAt time.Time // next check of the session's state (zero: none)
-	bsConns []*Conn   // tunnels with a bytestream attached
+	sess     Session
+	local    jid.JID
+	localStr string
+	env      env
+	path     *iqPath
+	// detached is set while the session is gone and tunnels wait to be
+	// re-attached (reattach_endpoint.go); lostErr is why it went.
+	detached bool
+	lostErr  error
+	tunnels  map[tunnelKey]*Conn
+	limits   limits
+	accept   func(*Conn) error
+	err      error // set once the session is gone or the Endpoint closed
+	closing  bool  // Close: the loop ends once the aborts are written
+	dirty    []*Conn
+	timers   timerHeap
+	timer    *time.Timer
+	watchAt  time.Time // next check of the session's state (zero: none)
+	bsConns  []*Conn   // tunnels with a bytestream attached
 
-	bsWG sync.WaitGroup // the bytestreams' goroutines
+	bsWG      sync.WaitGroup // the bytestreams' goroutines
+	writersWG sync.WaitGroup // the IQ paths' writers (one per session)
 }
 
 // NewEndpoint returns an Endpoint for s. cfg may be nil for the defaults.
@@ -116,13 +123,24 @@ func NewEndpoint(s Session, cfg *Config) *Endpoint {
 		timer:    time.NewTimer(time.Hour),
 	}
 	e.timer.Stop()
+	e.localAddr.Store(&local)
 	e.chunk.Store(int64(c.ChunkSize))
 	e.env = env{cfg: &e.cfg, log: c.Logger, chunk: c.ChunkSize, grant: e.grant, peerHeard: e.lastHeard}
-	e.path = newIQPath(e, s)
-	e.env.chunk = e.path.ctl.chunk // the first blocks are smaller (controller.go)
+	e.setPath(newIQPath(e, s))
 	go e.run()
-	go e.path.writeLoop()
 	return e
+}
+
+// setPath makes p the IQ path and starts its writer.
+func (e *Endpoint) setPath(p *iqPath) {
+	e.path = p
+	e.curPath.Store(p)
+	e.env.chunk = p.ctl.chunk // the first blocks are smaller (controller.go)
+	e.writersWG.Add(1)
+	go func() {
+		defer e.writersWG.Done()
+		p.writeLoop()
+	}()
 }
 
 // Config returns the Endpoint's configuration with defaults applied; its
@@ -149,7 +167,8 @@ func (e *Endpoint) SetChunkSize(n int) {
 }
 
 // LocalAddr returns the session's full JID.
-func (e *Endpoint) LocalAddr() jid.JID { return e.local }
+// After Reattach it is the new session's.
+func (e *Endpoint) LocalAddr() jid.JID { return *e.localAddr.Load() }
 
 // Handle returns a mux option that registers the Endpoint for the XTLS
 // elements (IQ set and get) and for the answers to its own IQs (see
@@ -173,7 +192,7 @@ func (e *Endpoint) Handle() mux.Option {
 func HandleWith(h mux.IQHandler) mux.Option {
 	return func(m *mux.ServeMux) {
 		for _, typ := range []stanza.IQType{stanza.SetIQ, stanza.GetIQ} {
-			for _, local := range []string{"start", "data", "credit", "close", ""} {
+			for _, local := range []string{"start", "data", "credit", "close", "reattach", ""} {
 				mux.IQ(typ, xml.Name{Space: xstanza.NS, Local: local}, h)(m)
 			}
 		}
@@ -225,6 +244,8 @@ func (e *Endpoint) Open(peer jid.JID, sid string) (*Conn, error) {
 		switch {
 		case e.err != nil:
 			err = e.err
+		case e.detached:
+			err = e.lostErr
 		case e.tunnels[c.key] != nil:
 			err = ErrSIDInUse
 		default:
@@ -291,10 +312,14 @@ func (e *Endpoint) Close() error {
 func (e *Endpoint) PeerGone(peer jid.JID, why string) {
 	p := peer.String()
 	bare := peer.Resourcepart() == ""
-	e.call(func(time.Time) {
+	e.call(func(now time.Time) {
 		for k, c := range e.tunnels {
 			if k.peer == p || bare && c.t.bare == p {
-				c.t.fail(&PeerGoneError{Why: why})
+				// A tunnel that may be re-attached waits for the peer to
+				// come back; the others fail.
+				if cause := (&PeerGoneError{Why: why}); !c.t.suspend(now, cause) {
+					c.t.fail(cause)
+				}
 				e.markDirty(c)
 			}
 		}
@@ -303,14 +328,23 @@ func (e *Endpoint) PeerGone(peer jid.JID, why string) {
 
 // SessionEnded tells the Endpoint that its session's Serve loop has
 // returned (err is what it returned): every tunnel fails at once with an
-// error wrapping ErrSessionClosed, instead of when the watcher notices.
+// error wrapping ErrSessionClosed, instead of when the watcher notices —
+// but for tunnels that may be re-attached (Conn.AllowReattach, with
+// Config.Reattach set): those wait for a new session (Reattach), and the
+// Endpoint with them. Call it before Reattach, for the session that ended.
 func (e *Endpoint) SessionEnded(err error) {
-	cause := ErrSessionClosed
+	var cause error = ErrSessionClosed
 	if err != nil {
 		cause = e.sessionError(err)
 	}
-	e.post(func(time.Time) { e.shutdown(cause, true) })
-	e.waitStopped()
+	var held bool
+	e.call(func(now time.Time) {
+		e.lose(cause, now)
+		held = e.detached
+	})
+	if !held {
+		e.waitStopped()
+	}
 }
 
 // waitStopped waits, within Config.CloseTimeout, for the loop and the
@@ -319,8 +353,8 @@ func (e *Endpoint) waitStopped() {
 	t := time.NewTimer(e.cfg.CloseTimeout)
 	defer t.Stop()
 	bsDone := make(chan struct{})
-	go func() { e.bsWG.Wait(); close(bsDone) }()
-	for _, ch := range []<-chan struct{}{e.loopDone, e.path.wdone, bsDone} {
+	go func() { e.bsWG.Wait(); e.writersWG.Wait(); close(bsDone) }()
+	for _, ch := range []<-chan struct{}{e.loopDone, bsDone} {
 		select {
 		case <-ch:
 		case <-t.C:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"time"
 
 	"mellium.im/xmpp/stanza"
 
@@ -218,3 +219,40 @@ func (timeoutError) Error() string   { return "xtls/transport: i/o timeout" }
 func (timeoutError) Timeout() bool   { return true }
 func (timeoutError) Temporary() bool { return true }
 func (timeoutError) Unwrap() error   { return os.ErrDeadlineExceeded }
+
+// ErrNotReattached is matched by a *DetachedError: the tunnel lost its path
+// to the peer and was not re-attached within Config.Reattach.
+var ErrNotReattached = errors.New("xtls/transport: the tunnel was not re-attached in time")
+
+// DetachedError reports a tunnel that was suspended because its path to
+// the peer was lost (our session ended, or the peer's), and that neither
+// end re-attached within For. Cause is why it was suspended: errors.Is
+// sees through it (ErrSessionClosed, ErrPeerGone).
+type DetachedError struct {
+	Cause error
+	For   time.Duration
+}
+
+func (e *DetachedError) Error() string {
+	return fmt.Sprintf("xtls/transport: the tunnel was not re-attached within %v: %v", e.For, e.Cause)
+}
+
+// Unwrap returns ErrNotReattached and the cause.
+func (e *DetachedError) Unwrap() []error { return []error{ErrNotReattached, e.Cause} }
+
+// ErrReattachRefused is matched by a *ReattachError.
+var ErrReattachRefused = errors.New("xtls/transport: the peer refused the re-attachment")
+
+// ReattachError reports that the peer refused our re-attach: it no longer
+// holds the tunnel (item-not-found), or the proof did not verify
+// (not-authorized). Err is its stanza.Error as it came.
+type ReattachError struct {
+	Err stanza.Error
+}
+
+func (e *ReattachError) Error() string {
+	return "xtls/transport: the peer refused the re-attachment: " + string(e.Err.Condition)
+}
+
+// Unwrap returns ErrReattachRefused and the stanza.Error.
+func (e *ReattachError) Unwrap() []error { return []error{ErrReattachRefused, e.Err} }

@@ -20,7 +20,7 @@ import (
 func (e *Endpoint) HandleIQ(iq stanza.IQ, t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
 	switch iq.Type {
 	case stanza.ResultIQ, stanza.ErrorIQ:
-		e.path.handleAnswer(iq, t, start)
+		e.curPath.Load().handleAnswer(iq, t, start)
 		return nil
 	}
 	if start.Name.Space != xstanza.NS {
@@ -30,7 +30,7 @@ func (e *Endpoint) HandleIQ(iq stanza.IQ, t xmlstream.TokenReadEncoder, start *x
 		if iq.Type == stanza.GetIQ {
 			cond := stanza.BadRequest
 			switch start.Name.Local {
-			case "start", "data", "credit", "close":
+			case "start", "data", "credit", "close", "reattach":
 			default:
 				cond = stanza.FeatureNotImplemented
 			}
@@ -47,6 +47,8 @@ func (e *Endpoint) HandleIQ(iq stanza.IQ, t xmlstream.TokenReadEncoder, start *x
 		e.handleCredit(iq, t, start)
 	case "close":
 		e.handleClose(iq, t, start)
+	case "reattach":
+		e.handleReattach(iq, t, start)
 	default:
 		e.answerErr(iq, t, stanza.Cancel, stanza.FeatureNotImplemented, "")
 	}

@@ -77,6 +77,7 @@ const sweepInterval = 10 * time.Second
 type attempt struct {
 	c        *Conn // nil for the server probe
 	f        *flight
+	to       string    // the full JID it went to: only an answer from there counts
 	handedAt time.Time // handed to the writer
 	written  time.Time // left (zero until the writer says so)
 	// delivered is the controller's total when the attempt was handed
@@ -258,7 +259,10 @@ func (p *iqPath) ours(id string) bool {
 func (p *iqPath) send(c *Conn, f *flight, now time.Time) {
 	t := c.t
 	o := &outIQ{id: p.newID(), to: c.peerStr, typ: stanza.SetIQ}
-	o.att = &attempt{c: c, f: f, handedAt: now, delivered: p.ctl.total}
+	if f.to != "" {
+		o.to = f.to
+	}
+	o.att = &attempt{c: c, f: f, to: o.to, handedAt: now, delivered: p.ctl.total}
 	switch f.kind {
 	case kStart:
 		o.elem = t.startElement().TokenReader()
@@ -289,6 +293,8 @@ func (p *iqPath) send(c *Conn, f *flight, now time.Time) {
 		o.elem = xstanza.Close{SID: t.sid}.TokenReader()
 	case kAbort:
 		o.elem = xstanza.Close{SID: t.sid, Error: string(f.cond), Reason: f.why}.TokenReader()
+	case kReattach:
+		o.elem = p.e.reattachElement(c, f).TokenReader()
 	}
 	if f.kind != kAbort {
 		p.remember(o.id, o.att, now)
@@ -408,8 +414,11 @@ func (p *iqPath) written(o *outIQ, at time.Time, err error) {
 		delete(p.pending, o.id)
 		return
 	case err != nil:
-		// The session cannot write any more.
-		p.e.shutdown(p.e.sessionError(err), true)
+		// The session cannot write any more (unless this path's session
+		// was replaced already).
+		if p == p.e.path {
+			p.e.lose(p.e.sessionError(err), at)
+		}
 		return
 	}
 	o.att.written = at
@@ -479,7 +488,7 @@ func (p *iqPath) answer(a *answer, now time.Time) {
 		return
 	}
 	c := att.c
-	if !a.from.Equal(c.peer) {
+	if a.from.String() != att.to {
 		// Not from the peer: ignored, and the flight counts as lost. Its
 		// id stays known, so the peer's own answer still counts.
 		c.t.onSpoofed(att.f, now)
@@ -487,6 +496,15 @@ func (p *iqPath) answer(a *answer, now time.Time) {
 		return
 	}
 	delete(p.pending, a.id)
+	if att.f.kind == kReattach {
+		p.e.reattachAnswered(c, att.f, a, now)
+		return
+	}
+	if att.to != c.peerStr {
+		// Sent to where the peer was before it re-attached: the flight
+		// has gone again to where it is now.
+		return
+	}
 	c.t.heard(now)
 	sentAt := att.written
 	if sentAt.IsZero() {

@@ -98,6 +98,7 @@ func (e *Endpoint) turn(now time.Time) {
 		}
 		e.settle(now)
 	}
+	e.endDetached()
 }
 
 // finished reports whether the loop may end: the Endpoint has failed or
@@ -131,6 +132,7 @@ func (e *Endpoint) settle(now time.Time) {
 // place in the scheduler and its timer up to date.
 func (e *Endpoint) update(c *Conn, now time.Time) {
 	t := c.t
+	e.accountSuspension(c, now)
 	if r := c.reader; r != nil && t.readable() {
 		c.reader = nil
 		n, err := t.read(r.p)
@@ -276,7 +278,7 @@ func (e *Endpoint) watch(now time.Time) {
 		return
 	}
 	if st.State()&xmppClosed != 0 {
-		e.shutdown(ErrSessionClosed, true)
+		e.lose(ErrSessionClosed, now)
 		return
 	}
 	if len(e.tunnels) > 0 {

@@ -81,6 +81,9 @@ type tunnel struct {
 	// again on a timeout, until that one has had a timeout of its own or
 	// a data block is acknowledged.
 	holdUntil time.Time
+	// re is the tunnel's re-attachment (reattach.go): whether it may be
+	// continued from another session, and whether it waits for that now.
+	re reattachState
 
 	// Receive side.
 	rflow       recvFlow
@@ -133,10 +136,11 @@ const (
 	kCredit
 	kClose
 	kAbort
+	kReattach
 )
 
 func (k kind) String() string {
-	return [...]string{"start", "data", "credit", "close", "close"}[k]
+	return [...]string{"start", "data", "credit", "close", "close", "reattach"}[k]
 }
 
 // flight is one element of the tunnel, kept until it is answered so that it
@@ -157,6 +161,8 @@ type flight struct {
 	// sent again or written): its acknowledgement timeout counts from there.
 	writtenAt time.Time
 	notBefore time.Time // a backoff after a wait error
+	counter   uint64    // a re-attach's counter
+	to        string    // a re-attach's recipient, if not the tunnel's peer
 	settled   bool      // answered, superseded, or the tunnel is gone
 	queued    bool      // waiting to be sent again (or deferred until open)
 }
@@ -461,7 +467,19 @@ func (t *tunnel) deadline() time.Time {
 			d = x
 		}
 	}
-	if t.state != stGone {
+	if t.re.suspended && t.state != stGone {
+		// Nothing travels but a re-attach: only its timeout and the
+		// bound count.
+		at(t.re.until)
+		for _, f := range t.ctrl {
+			at(t.due(f, 0))
+		}
+		for _, f := range t.retrans {
+			if f.kind == kReattach {
+				at(f.notBefore)
+			}
+		}
+	} else if t.state != stGone {
 		t.eachData(func(f *flight, ahead int) { at(t.due(f, ahead)) })
 		for _, f := range t.ctrl {
 			at(t.due(f, 0))
@@ -486,7 +504,7 @@ func (t *tunnel) deadline() time.Time {
 // keepingAlive reports whether the tunnel checks that its peer is there:
 // it is open, not closed on our side, and keep-alive is on.
 func (t *tunnel) keepingAlive() bool {
-	return t.env.cfg.KeepAlive > 0 && t.state == stOpen && !t.readStopped && !t.held && !t.lastHeard.IsZero()
+	return t.env.cfg.KeepAlive > 0 && t.state == stOpen && !t.readStopped && !t.held && !t.lastHeard.IsZero() && !t.re.suspended
 }
 
 // heard records that the peer sent us something at now: proof of life.
@@ -525,6 +543,10 @@ func (t *tunnel) onTimer(now time.Time) {
 	if t.state == stGone {
 		return
 	}
+	if t.re.suspended {
+		t.onTimerSuspended(now)
+		return
+	}
 	if !t.closeFrom.IsZero() && !t.closeDone() &&
 		!now.Before(t.laterOfProgress(t.closeFrom).Add(t.env.cfg.CloseTimeout)) {
 		// A slow path that is still delivering gets more time: the bound is
@@ -537,7 +559,11 @@ func (t *tunnel) onTimer(now time.Time) {
 		switch {
 		case silent >= t.env.cfg.KeepAlive+t.env.cfg.KeepAliveTimeout:
 			// Nothing from the peer, not even an answer to a probe: it is
-			// gone. If it is not, the abort tells it why.
+			// gone. A tunnel that may be re-attached waits for it to come
+			// back; otherwise, if it is not gone, the abort tells it why.
+			if t.suspend(now, &PeerGoneError{Why: fmt.Sprintf("nothing heard for %v", silent.Round(time.Second))}) {
+				return
+			}
 			t.abortBecause(stanza.RemoteServerTimeout, xstanza.ReasonPeerGone, "peer silent",
 				&PeerGoneError{Why: fmt.Sprintf("nothing heard for %v", silent.Round(time.Second))})
 			return

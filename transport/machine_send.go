@@ -43,6 +43,9 @@ func (t *tunnel) pick(now time.Time, room int) *flight {
 		// An abort is sent once and its answer does not matter.
 		return &flight{kind: kAbort, cond: t.abortCond, why: t.abortWhy}
 	}
+	if t.re.suspended {
+		return t.pickReattach(now)
+	}
 	if t.senderDone() {
 		return nil
 	}
@@ -105,6 +108,9 @@ func (t *tunnel) pending(now time.Time) (ctrl bool, data int) {
 	}
 	if t.abortCond != "" {
 		return !t.abortSent, 0
+	}
+	if t.re.suspended {
+		return t.reattachPending(now), 0
 	}
 	if t.senderDone() {
 		return false, 0
@@ -337,8 +343,18 @@ func (t *tunnel) onError(f *flight, se stanza.Error, now time.Time) {
 		}
 		return
 	}
+	if f.kind == kReattach {
+		t.onReattachError(f, se)
+		return
+	}
+	pe := &PeerError{Element: f.kind.String(), Err: se}
+	if pe.gone() && t.suspend(now, pe) {
+		// The peer's session is gone, and the tunnel may be re-attached:
+		// it waits for the peer to come back (f goes again then).
+		return
+	}
 	t.settle(f)
-	t.fail(&PeerError{Element: f.kind.String(), Err: se})
+	t.fail(pe)
 }
 
 // onSpoofed handles a response to f from another JID than the peer's: it

@@ -123,6 +123,17 @@ type Config struct {
 	// BytestreamAfter bytes, so that chat stays on IQs and a file moves.
 	// Both ends must run contract 4; either may refuse.
 	Bytestreams BytestreamPolicy
+	// Reattach is how long a tunnel waits to be continued when its XMPP
+	// session ends, or the peer's does (default 2 minutes; negative: never,
+	// the tunnel fails at once as before). Meanwhile Read and Write wait
+	// (their deadlines still apply); give the Handler the new session of
+	// the same account with Handler.Reattach, and the tunnel goes on from
+	// its new full JID without a new TLS handshake and without losing or
+	// repeating a byte. It needs the peer to allow it too (contract 5,
+	// ALPN "xmpp-xtls/5"); with a peer that does not, tunnels fail as
+	// before. Past it Read and Write fail with an error matching
+	// transport.ErrNotReattached.
+	Reattach time.Duration
 	// BytestreamAfter is how many application bytes a tunnel sends on IQs
 	// before it tries to move even without a backlog (default 64 KiB).
 	BytestreamAfter int
@@ -233,6 +244,9 @@ func (c *Config) withDefaults() Config {
 	if d.HandshakeTimeout <= 0 {
 		d.HandshakeTimeout = 30 * time.Second
 	}
+	if d.Reattach == 0 {
+		d.Reattach = DefaultReattach
+	}
 	if d.BytestreamAfter <= 0 {
 		d.BytestreamAfter = 64 << 10
 	}
@@ -267,5 +281,11 @@ func (c *Config) transportConfig() *transport.Config {
 	if t.Logger == nil {
 		t.Logger = c.Logger
 	}
+	if c.Reattach > 0 {
+		t.Reattach = c.Reattach
+	}
 	return &t
 }
+
+// DefaultReattach is Config.Reattach's default.
+const DefaultReattach = 2 * time.Minute

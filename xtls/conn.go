@@ -156,6 +156,9 @@ func (c *Conn) Handshake(ctx context.Context) error {
 	if err == nil && c.contract() >= 4 {
 		c.startDemux()
 	}
+	if err == nil && c.contract() >= 5 {
+		err = c.allowReattach()
+	}
 	var crossed *transport.CrossedError
 	if !errors.As(err, &crossed) {
 		c.hsDone, c.hsErr = true, err
@@ -267,11 +270,15 @@ func (c *Conn) record() error {
 
 // State describes the tunnel: the peer, the negotiated TLS parameters, the
 // peer's certificate and how it was trusted. It is complete once the
-// handshake has succeeded.
+// handshake has succeeded. Peer and Local are the full JIDs the tunnel
+// runs between now (a re-attachment changes them).
 func (c *Conn) State() State {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.state
+	st := c.state
+	c.mu.Unlock()
+	st.Peer = c.raw.Peer()
+	st.Local = c.raw.LocalAddr().(transport.Addr).JID
+	return st
 }
 
 // Read reads application data.

@@ -138,7 +138,7 @@ func unreachable(err error) bool {
 func (h *Handler) probe(ctx context.Context, peer jid.JID) error {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	inf, err := disco.GetInfo(ctx, "", peer, h.s)
+	inf, err := disco.GetInfo(ctx, "", peer, h.session())
 	if err != nil {
 		return ErrPeerUnavailable
 	}

@@ -19,6 +19,13 @@ func UseContract3(h *Handler) {
 	h.serverTLS.NextProtos = []string{alpnContract3}
 }
 
+// UseContract4 makes h speak contract 4, as a peer that predates
+// re-attachment: it offers and accepts xmpp-xtls/4 and /3.
+func UseContract4(h *Handler) {
+	h.clientTLS.NextProtos = nextProtos(false)
+	h.serverTLS.NextProtos = nextProtos(false)
+}
+
 // SetMaxVersion caps the TLS version h offers and accepts.
 func SetMaxVersion(h *Handler, v uint16) {
 	h.clientTLS.MaxVersion = v

@@ -50,7 +50,7 @@ func NewHandler(s *xmpp.Session, cfg *Config) *Handler {
 		MinVersion:    c.MinVersion,
 		CipherSuites:  cipherSuites12,
 		Renegotiation: tls.RenegotiateNever,
-		NextProtos:    nextProtos, // contract 3 (verdict.go)
+		NextProtos:    nextProtos(c.Reattach > 0), // contracts (verdict.go)
 		Time:          c.Time,
 		// Names and chains are checked by VerifyConnection (see verify):
 		// crypto/x509 knows nothing of id-on-xmppAddr.

@@ -319,7 +319,7 @@ func (c *Conn) takeAccepted(ctx context.Context, proxy jid.JID, nonce [16]byte) 
 	if err != nil {
 		return nil, &BytestreamError{Why: "connecting to the proxy", Err: err}
 	}
-	if err := s5b.Activate(ctx, c.h.s, proxy, sid, c.state.Peer); err != nil {
+	if err := s5b.Activate(ctx, c.h.session(), proxy, sid, c.state.Peer); err != nil {
 		conn.Close()
 		return nil, &BytestreamError{Why: "activating the bytestream", Err: err}
 	}

@@ -205,6 +205,9 @@ func (a availHandler) HandlePresence(p stanza.Presence, r xmlstream.TokenReadEnc
 		}
 	}
 	a.h.pres.update(p.From, int(prio), c)
+	// A tunnel waiting for this account to come back (both ends lost
+	// their sessions at once) learns where it is now.
+	a.h.ep.PeerAvailable(p.From)
 	return nil
 }
 
@@ -341,5 +344,5 @@ func (h *Handler) SendPresence(ctx context.Context, p stanza.Presence, payload x
 		}
 		h.pres.mu.Unlock()
 	}
-	return h.s.Send(ctx, p.Wrap(caps))
+	return h.session().Send(ctx, p.Wrap(caps))
 }

@@ -55,7 +55,7 @@ func fresh(at time.Time, err error) bool {
 func (h *Handler) proxies(ctx context.Context, peer jid.JID) ([]jid.JID, error) {
 	var out []jid.JID
 	var errs []error
-	for _, d := range []jid.JID{h.s.LocalAddr().Domain(), peer.Domain()} {
+	for _, d := range []jid.JID{h.session().LocalAddr().Domain(), peer.Domain()} {
 		if len(out) > 0 && d.Equal(out[0].Domain()) {
 			continue
 		}
@@ -84,7 +84,7 @@ func (h *Handler) domainProxies(ctx context.Context, domain jid.JID) ([]jid.JID,
 	if ok && fresh(e.at, e.err) {
 		return e.proxies, e.err
 	}
-	ps, err := s5b.FindProxies(ctx, h.s, domain)
+	ps, err := s5b.FindProxies(ctx, h.session(), domain)
 	if ctx.Err() != nil {
 		return nil, err // not the server's answer: not kept
 	}
@@ -107,7 +107,7 @@ func (h *Handler) streamHost(ctx context.Context, proxy jid.JID) (s5b.StreamHost
 	if ok && fresh(e.at, e.err) {
 		return e.host, e.err
 	}
-	hosts, err := s5b.GetStreamHosts(ctx, h.s, proxy)
+	hosts, err := s5b.GetStreamHosts(ctx, h.session(), proxy)
 	if ctx.Err() != nil {
 		return s5b.StreamHost{}, err
 	}
@@ -138,7 +138,7 @@ func (h *Handler) proxyAllowed(proxy, peer jid.JID) bool {
 		return false
 	}
 	d := proxy.Domainpart()
-	for _, base := range []string{h.s.LocalAddr().Domainpart(), peer.Domainpart()} {
+	for _, base := range []string{h.session().LocalAddr().Domainpart(), peer.Domainpart()} {
 		if d == base || strings.HasSuffix(d, "."+base) {
 			return true
 		}

@@ -220,11 +220,11 @@ func (h *Handler) ask(ctx context.Context, c resource) int8 {
 	if c.caps.ver != "" {
 		node = c.caps.node + "#" + c.caps.ver
 	}
-	inf, err := disco.GetInfo(ctx, node, c.addr, h.s)
+	inf, err := disco.GetInfo(ctx, node, c.addr, h.session())
 	var se stanza.Error
 	if node != "" && errors.As(err, &se) {
 		node = ""
-		inf, err = disco.GetInfo(ctx, "", c.addr, h.s)
+		inf, err = disco.GetInfo(ctx, "", c.addr, h.session())
 	}
 	if ctx.Err() != nil && err != nil {
 		// Cut by the caller, not unanswered: ask again next time.

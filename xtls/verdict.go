@@ -22,13 +22,21 @@ import (
 // alpnContract3 is the ALPN protocol ID of contract 3.
 const alpnContract3 = "xmpp-xtls/3"
 
-// nextProtos is what both ends offer and accept, most preferred first.
-var nextProtos = []string{alpnContract4, alpnContract3}
+// nextProtos is what both ends offer and accept, most preferred first:
+// contract 5 (reattach.go) only with re-attachment allowed.
+func nextProtos(reattach bool) []string {
+	if reattach {
+		return []string{alpnContract5, alpnContract4, alpnContract3}
+	}
+	return []string{alpnContract4, alpnContract3}
+}
 
-// contract returns the contract version the two ends of c run: 3 when
-// ALPN negotiated it, 2 otherwise.
+// contract returns the contract version the two ends of c run, as ALPN
+// negotiated it: 2 without ALPN.
 func (c *Conn) contract() int {
 	switch c.tls.ConnectionState().NegotiatedProtocol {
+	case alpnContract5:
+		return 5
 	case alpnContract4:
 		return 4
 	case alpnContract3:

@@ -21,6 +21,7 @@ import (
 const (
 	alpn3 = "xmpp-xtls/3"
 	alpn4 = "xmpp-xtls/4"
+	alpn5 = "xmpp-xtls/5"
 )
 
 // pinOther pins a key that is not alice's for alice on n: n then refuses
@@ -108,6 +109,11 @@ func TestContractNegotiation(t *testing.T) {
 		a, b int // the contract each end speaks
 		want string
 	}{
+		{5, 5, alpn5},
+		{4, 5, alpn4},
+		{5, 4, alpn4},
+		{3, 5, alpn3},
+		{5, 2, ""},
 		{4, 4, alpn4},
 		{3, 4, alpn3},
 		{4, 3, alpn3},
@@ -130,6 +136,8 @@ func TestContractNegotiation(t *testing.T) {
 						xtls.UseContract2(x.h)
 					case 3:
 						xtls.UseContract3(x.h)
+					case 4:
+						xtls.UseContract4(x.h)
 					}
 				}
 				c1, c2, err := dialAccept(t, a, b)
@@ -137,7 +145,7 @@ func TestContractNegotiation(t *testing.T) {
 				require.Equal(t, tc.want, c1.ConnectionState().NegotiatedProtocol)
 				require.Equal(t, tc.want, c2.ConnectionState().NegotiatedProtocol)
 				exchange(t, c1, c2, 64<<10)
-				if tc.want != alpn4 {
+				if tc.want != alpn4 && tc.want != alpn5 {
 					err := c1.MoveToBytestream(context.Background())
 					require.ErrorIs(t, err, xtls.ErrNoBytestream)
 					require.ErrorContains(t, err, "contract 4")

@@ -13,7 +13,7 @@ import (
 const ProofSize = 32
 
 // Reattach continues a tunnel from another full JID of the same account
-// (contract 5, docs/protocol.md §9): the sender's XMPP session ended and it
+// (contract 5, docs/protocol.md §8.2): the sender's XMPP session ended and it
 // goes on from the session the IQ comes from. It travels in an IQ-set; the
 // empty IQ-result accepts it.
 type Reattach struct {

@@ -243,7 +243,8 @@ func (s *bytestream) send(f *flight, now time.Time) {
 		fr.Type, fr.Seq, fr.Payload = bsframe.Data, f.seq, f.payload
 		s.c.paths.SentOnBytestream += int64(len(f.payload))
 		st := &s.c.ep.stats
-		if f.tries == 1 {
+		if !f.sent {
+			f.sent = true
 			st.dataSent.Add(1)
 		} else {
 			st.retransmits.Add(1)

@@ -279,7 +279,8 @@ func (p *iqPath) send(c *Conn, f *flight, now time.Time) {
 			p.ctl.sent(n)
 			c.inflight += n
 		}
-		if f.tries == 1 {
+		if !f.sent {
+			f.sent = true
 			p.e.stats.dataSent.Add(1)
 		} else {
 			p.e.stats.retransmits.Add(1)

@@ -154,6 +154,10 @@ type flight struct {
 	why     string // an abort's reason
 	probe   bool   // a keep-alive: a credit the peer already has
 	tries   int
+	// sent says an attempt of it has left before (the statistics count
+	// a block once, however often it goes; tries start afresh after a
+	// re-attachment).
+	sent bool
 	// counted says the block's payload is counted in the IQ path's
 	// in-flight bound (path bookkeeping: the machine never reads it).
 	counted bool
@@ -491,7 +495,9 @@ func (t *tunnel) deadline() time.Time {
 			at(t.laterOfProgress(t.closeFrom).Add(t.env.cfg.CloseTimeout))
 		}
 		if t.keepingAlive() {
-			if !t.probing {
+			// A probe that is due but cannot leave yet (a bytestream's
+			// writer is full) needs no timer: the loop would spin on it.
+			if !t.probing && !t.probeDue {
 				at(t.lastHeard.Add(t.env.cfg.KeepAlive))
 			}
 			at(t.lastHeard.Add(t.env.cfg.KeepAlive + t.env.cfg.KeepAliveTimeout))

@@ -10,7 +10,7 @@ import (
 	"mellium.im/xmpp/stanza"
 )
 
-// Re-attachment, the machine's part (contract 5, docs/protocol.md §9): a
+// Re-attachment, the machine's part (contract 5, docs/protocol.md §8.2): a
 // tunnel whose path to the peer is lost — our session ended, or the
 // peer's server answers that the peer is gone, or the peer fell silent —
 // is suspended instead of failing, if it may be re-attached
@@ -219,7 +219,7 @@ func (t *tunnel) resume(now time.Time, moved bool) {
 // proofLabel begins every re-attach proof's input.
 const proofLabel = "xmpp-xtls reattach"
 
-// reattachProof is the proof of a re-attach (docs/protocol.md §9.2):
+// reattachProof is the proof of a re-attach (docs/protocol.md §8.2.2):
 // HMAC-SHA256 under the tunnel's re-attach key of the label, the sender's
 // role, the sid, the sender's old and new full JIDs, each followed by a
 // zero byte, and the counter as 8 bytes big-endian.

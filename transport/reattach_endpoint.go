@@ -13,7 +13,7 @@ import (
 	xstanza "github.com/xmppxtls/xtls/stanza"
 )
 
-// Re-attachment, the Endpoint's part (docs/protocol.md §9). When the
+// Re-attachment, the Endpoint's part (docs/protocol.md §8.2). When the
 // session ends, tunnels that may be re-attached are suspended and the
 // Endpoint waits with them (detached) for the application to give it a new
 // session of the same account (Reattach); then each tunnel sends the peer,
@@ -244,7 +244,7 @@ func (e *Endpoint) rebind(c *Conn, to jid.JID) bool {
 }
 
 // handleReattach decides on a peer's re-attach, in the order
-// docs/protocol.md §9.3 gives: a malformed element is bad-request; a
+// docs/protocol.md §8.2.3 gives: a malformed element is bad-request; a
 // tunnel with that sid and the sender's account that may be re-attached
 // must exist (item-not-found otherwise, whatever else is wrong, so that a
 // third party learns nothing); the proof must verify and the counter be

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bytes"
+	"encoding/hex"
 	"testing"
 	"time"
 
@@ -23,7 +24,7 @@ func bobReattach(sid, old, new string, counter uint64) string {
 		Proof: reattachProof(reKey, true, sid, old, new, counter)})
 }
 
-// The receiver's checks in their order (docs/protocol.md §9.3): a
+// The receiver's checks in their order (docs/protocol.md §8.2.3): a
 // re-attach that is malformed, from another account, for another tunnel,
 // with a proof that does not verify (a wrong key, another sid, our own
 // role reflected, another new JID) or a counter already used is refused
@@ -232,4 +233,23 @@ func TestReattachMeetsThroughPresence(t *testing.T) {
 	ra.ack()
 	require.False(t, c.Suspended())
 	require.Equal(t, bob2JID, c.Peer().String())
+}
+
+// The proof's test vectors of docs/protocol.md §8.2.2.
+func TestReattachProofVectors(t *testing.T) {
+	key := make([]byte, 32)
+	for i := range key {
+		key[i] = byte(i)
+	}
+	for _, tc := range []struct {
+		initiator     bool
+		sid, old, new string
+		counter       uint64
+		want          string
+	}{
+		{true, "s1", "alice@example.net/phone", "alice@example.net/laptop", 1, "7b5a284f1b0fd9f0fadb2376700a1b3b8f64e780d84cd121980d17de6c237e97"},
+		{false, "s1", "bob@example.org/b", "bob@example.org/b2", 7, "5f8070e4efff98e73ecc91e1f4601425b4345b0592be8f05f7e412b12a255f25"},
+	} {
+		require.Equal(t, tc.want, hex.EncodeToString(reattachProof(key, tc.initiator, tc.sid, tc.old, tc.new, tc.counter)))
+	}
 }

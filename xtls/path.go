@@ -148,6 +148,9 @@ func (p *paths) record(c *Conn, typ byte, body []byte) {
 			giveUp = p.giveUp
 		}
 		p.mu.Unlock()
+		if ch == nil && giveUp == nil {
+			c.h.log.Info("xtls: bytestream record answers no attempt of ours: ignored", "peer", c.state.Peer.String(), "type", typ)
+		}
 		if ch != nil {
 			ch <- append([]byte{typ}, body[16:]...)
 		}

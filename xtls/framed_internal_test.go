@@ -321,3 +321,31 @@ func TestDemuxConcurrentReads(t *testing.T) {
 		require.Equal(t, total, <-got+<-got)
 	})
 }
+
+// A control record is handled when it comes, while the application's
+// bytes before it wait unread (within the bound), and those bytes stay
+// whole.
+func TestDemuxControlWhileNotRead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w, r := pipePair(t)
+		nonce := [16]byte{1, 2, 3}
+		answer := make(chan []byte, 1)
+		r.paths.mu.Lock()
+		r.paths.waiting = map[[16]byte]chan []byte{nonce: answer}
+		r.paths.mu.Unlock()
+		const unread = 100000
+		_, err := w.writeApp(pattern(0, unread))
+		require.NoError(t, err)
+		require.NoError(t, w.writeRecord(recAccept, append(nonce[:], "proxy"...)))
+		select {
+		case got := <-answer:
+			require.Equal(t, append([]byte{recAccept}, "proxy"...), got)
+		case <-time.After(time.Minute):
+			t.Fatal("the ACCEPT waits behind unread bytes")
+		}
+		got := make([]byte, unread)
+		_, err = io.ReadFull(r, got)
+		require.NoError(t, err)
+		require.Equal(t, pattern(0, unread), got)
+	})
+}

@@ -59,7 +59,12 @@ func (c *Conn) framed() bool { return c.demux != nil }
 
 // startDemux starts the demultiplexer once the verdict is through.
 func (c *Conn) startDemux() {
-	d := &demux{c: c, notify: make(chan struct{})}
+	d := &demux{
+		c:        c,
+		readable: make(chan struct{}, 1),
+		writable: make(chan struct{}, 1),
+		waitSem:  make(chan struct{}, 1),
+	}
 	c.mu.Lock()
 	rdl := c.readDeadline
 	c.mu.Unlock()
@@ -71,22 +76,55 @@ func (c *Conn) startDemux() {
 }
 
 // demux reads contract 4 records and holds application bytes for Read.
+//
+// The application's bytes wait in a queue of chunks from recordPool: the
+// demultiplexer reads an APP record's body from TLS straight into the free
+// space at the queue's tail (reserved under mu, filled without it), Read
+// copies from its head, and a chunk goes back to the pool as soon as it has
+// been read (a tunnel that is idle and read holds none). Waits are on
+// capacity-1 channels, signalled only when someone waits: no allocation
+// per record or per Read.
 type demux struct {
 	c *Conn
 
-	mu       sync.Mutex
-	buf      []byte
-	off      int
-	err      error // what Read returns once buf is empty
+	// waitSem serialises the Reads that wait, so that one at a time waits
+	// on readable (a channel, not a mutex: a goroutine blocked on it is
+	// durably blocked for testing/synctest).
+	waitSem chan struct{}
+
+	mu sync.Mutex
+	// q holds the application bytes: (*q[0])[r:] and all of the later
+	// chunks, n bytes in all. While filling, the demultiplexer writes
+	// past the length of the tail chunks (outside mu): a chunk that is
+	// not full is then not given back, even once read.
+	q        []*[]byte
+	r, n     int
+	filling  bool
+	need     int   // the demultiplexer waits for room for need bytes
+	waiting  bool  // a Read waits on readable
+	err      error // what Read returns once the queue is empty
+	stopped  bool  // Close: what arrives is dropped
 	deadline time.Time
 	timer    *time.Timer
-	notify   chan struct{} // closed and replaced on every change
+
+	readable chan struct{} // bytes, an error, a new deadline: for Read
+	writable chan struct{} // room, or Close: for the demultiplexer
 }
 
-// changed wakes everyone waiting on d. d.mu is held.
-func (d *demux) changed() {
-	close(d.notify)
-	d.notify = make(chan struct{})
+// signal wakes the one that waits on ch, if any, now or when it comes to
+// wait.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// wakeReader wakes a Read that waits. d.mu is held.
+func (d *demux) wakeReader() {
+	if d.waiting {
+		signal(d.readable)
+	}
 }
 
 func (d *demux) setDeadline(t time.Time) {
@@ -95,39 +133,38 @@ func (d *demux) setDeadline(t time.Time) {
 	d.deadline = t
 	if d.timer != nil {
 		d.timer.Stop()
-		d.timer = nil
 	}
 	if !t.IsZero() {
 		if wait := time.Until(t); wait > 0 {
-			d.timer = time.AfterFunc(wait, func() {
-				d.mu.Lock()
-				d.changed()
-				d.mu.Unlock()
-			})
+			// A timer that fires late, for a deadline since moved, only
+			// makes Read look again.
+			if d.timer == nil {
+				d.timer = time.AfterFunc(wait, func() { signal(d.readable) })
+			} else {
+				d.timer.Reset(wait)
+			}
 		}
 	}
-	d.changed()
+	signal(d.readable)
 }
 
 // read is Conn.Read on a framed Conn.
 func (d *demux) read(p []byte) (int, error) {
 	d.mu.Lock()
+	if d.n > 0 {
+		k := d.take(p)
+		d.mu.Unlock()
+		return k, nil
+	}
+	d.mu.Unlock()
+	// Nothing to read: wait, one Read at a time.
+	d.waitSem <- struct{}{}
+	defer func() { <-d.waitSem }()
+	d.mu.Lock()
 	defer d.mu.Unlock()
 	for {
-		if n := len(d.buf) - d.off; n > 0 {
-			if len(p) == 0 {
-				return 0, nil
-			}
-			k := copy(p, d.buf[d.off:])
-			d.off += k
-			if d.off == len(d.buf) {
-				d.buf, d.off = d.buf[:0], 0
-				if cap(d.buf) > 4*maxAppRecord {
-					d.buf = nil // a burst's buffer is not kept while idle
-				}
-			}
-			d.changed() // room for the demultiplexer
-			return k, nil
+		if d.n > 0 {
+			return d.take(p), nil
 		}
 		if d.err != nil {
 			return 0, d.err
@@ -135,11 +172,118 @@ func (d *demux) read(p []byte) (int, error) {
 		if !d.deadline.IsZero() && !time.Now().Before(d.deadline) {
 			return 0, os.ErrDeadlineExceeded
 		}
-		ch := d.notify
+		d.waiting = true
 		d.mu.Unlock()
-		<-ch
+		<-d.readable
 		d.mu.Lock()
+		d.waiting = false
 	}
+}
+
+// take copies queued bytes into p. d.mu is held and d.n > 0.
+func (d *demux) take(p []byte) int {
+	k := 0
+	for k < len(p) && d.n > 0 {
+		head := *d.q[0]
+		m := copy(p[k:], head[d.r:])
+		k += m
+		d.r += m
+		d.n -= m
+		if d.r == len(head) && !d.release() {
+			break
+		}
+	}
+	if !d.filling {
+		d.trim() // an empty chunk left by a record cut short
+	}
+	if d.need > 0 && d.n+d.need <= recvBufMax {
+		signal(d.writable)
+	}
+	return k
+}
+
+// release gives the read head chunk back to the pool, unless the
+// demultiplexer may still write into it, and reports whether it did.
+// d.mu is held.
+func (d *demux) release() bool {
+	head := d.q[0]
+	if d.filling && len(*head) < cap(*head) {
+		return false
+	}
+	*head = (*head)[:0]
+	recordPool.Put(head)
+	copy(d.q, d.q[1:])
+	d.q[len(d.q)-1] = nil
+	d.q = d.q[:len(d.q)-1]
+	d.r = 0
+	return true
+}
+
+// trim gives back the chunks that are read or empty. d.mu is held and
+// the demultiplexer is not filling.
+func (d *demux) trim() {
+	for len(d.q) > 0 && d.r == len(*d.q[0]) {
+		d.release()
+	}
+}
+
+// space is where the demultiplexer reads an APP record's body: the free
+// space of the queue's tail chunk ta and, if that is short, the start of a
+// new chunk tb. Neither goes back to the pool while it is filled: it is
+// not full.
+type space struct {
+	ta, tb *[]byte
+	a, b   []byte
+}
+
+// reserve waits for room for an APP record's n bytes, then returns where
+// they go. ok is false if Close came first.
+func (d *demux) reserve(n int) (s space, ok bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for d.n+n > recvBufMax && !d.stopped {
+		d.need = n
+		d.mu.Unlock()
+		<-d.writable
+		d.mu.Lock()
+		d.need = 0
+	}
+	if d.stopped {
+		return s, false
+	}
+	d.filling = true
+	if len(d.q) > 0 {
+		t := d.q[len(d.q)-1]
+		if free := cap(*t) - len(*t); free > 0 {
+			s.ta, s.a = t, (*t)[len(*t):len(*t)+min(free, n)]
+		}
+	}
+	if len(s.a) < n {
+		t := recordPool.Get().(*[]byte)
+		*t = (*t)[:0]
+		d.q = append(d.q, t)
+		s.tb, s.b = t, (*t)[:n-len(s.a)]
+	}
+	return s, true
+}
+
+// commit ends the filling of s: if complete, its bytes become readable
+// (unless Close came first), otherwise they are dropped.
+func (d *demux) commit(s space, complete bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.filling = false
+	if complete && !d.stopped {
+		if s.ta != nil {
+			*s.ta = (*s.ta)[:len(*s.ta)+len(s.a)]
+		}
+		if s.tb != nil {
+			*s.tb = (*s.tb)[:len(s.b)]
+		}
+		d.n += len(s.a) + len(s.b)
+		d.wakeReader()
+	}
+	d.trim()
 }
 
 // run is the demultiplexer goroutine.
@@ -152,7 +296,7 @@ func (d *demux) run() {
 		}
 		d.mu.Lock()
 		d.err = err
-		d.changed()
+		d.wakeReader()
 		d.mu.Unlock()
 		c.paths.closed()
 	}
@@ -181,51 +325,79 @@ func (d *demux) run() {
 			fail(err)
 			return
 		}
-		// The body's buffer is taken only once a header has come: an
-		// idle tunnel holds none.
-		bp := recordPool.Get().(*[]byte)
-		body := (*bp)[:n]
-		if _, err := io.ReadFull(c.tls, body); err != nil {
-			recordPool.Put(bp)
+		var err error
+		if typ == recApp {
+			err = d.readApp(n)
+		} else {
+			err = d.readControl(typ, n)
+		}
+		if err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
 			fail(err)
 			return
 		}
-		if typ != recApp {
-			if typ <= recRefuse {
-				c.paths.record(c, typ, append([]byte(nil), body...))
-			}
-			recordPool.Put(bp)
-			continue
-		}
-		d.mu.Lock()
-		for len(d.buf)-d.off+n > recvBufMax && d.err == nil {
-			ch := d.notify
-			d.mu.Unlock()
-			<-ch
-			d.mu.Lock()
-		}
-		if d.off > 0 && d.off == len(d.buf) {
-			d.buf, d.off = d.buf[:0], 0
-		}
-		d.buf = append(d.buf, body...)
-		d.changed()
-		d.mu.Unlock()
-		recordPool.Put(bp)
 	}
 }
 
-// stop makes a Read that waits, and every later one, return err (Close).
+// readApp reads an APP record's body of n bytes into the queue.
+func (d *demux) readApp(n int) error {
+	s, ok := d.reserve(n)
+	if !ok {
+		// Closed: nobody reads, but the records go on (control ones).
+		return d.discard(n)
+	}
+	_, err := io.ReadFull(d.c.tls, s.a)
+	if err == nil && len(s.b) > 0 {
+		_, err = io.ReadFull(d.c.tls, s.b)
+	}
+	d.commit(s, err == nil)
+	return err
+}
+
+// readControl reads a control record's body of n bytes and hands it to the
+// path negotiation (or ignores it, for a type it does not know).
+func (d *demux) readControl(typ byte, n int) error {
+	if typ > recRefuse {
+		return d.discard(n)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(d.c.tls, body); err != nil {
+		return err
+	}
+	d.c.paths.record(d.c, typ, body)
+	return nil
+}
+
+// discard reads and drops n bytes of a record's body.
+func (d *demux) discard(n int) error {
+	bp := recordPool.Get().(*[]byte)
+	defer recordPool.Put(bp)
+	_, err := io.ReadFull(d.c.tls, (*bp)[:n])
+	return err
+}
+
+// stop makes a Read that waits, and every later one, return err (Close);
+// bytes not read yet, and any that come later, are dropped.
 func (d *demux) stop(err error) {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.err == nil {
 		d.err = err
 	}
-	d.buf, d.off = nil, 0
-	d.changed()
-	d.mu.Unlock()
+	d.stopped = true
+	d.n = 0
+	if len(d.q) > 0 {
+		d.r = len(*d.q[0])
+	}
+	for len(d.q) > 0 && d.release() {
+		if len(d.q) > 0 {
+			d.r = len(*d.q[0])
+		}
+	}
+	signal(d.readable)
+	signal(d.writable)
 }
 
 // recordPool holds the buffers Write frames the application's bytes in.

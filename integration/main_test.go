@@ -112,6 +112,7 @@ type partyOpt struct {
 	noXTLS   bool
 	withPing bool // answer XEP-0199 pings
 	cfg      xtls.Config
+	wrap     func(net.Conn) net.Conn // the TCP connection to the server, if set
 }
 
 // connect logs user in to srv and serves its session with disco and, unless
@@ -120,7 +121,7 @@ func connect(t *testing.T, srv *harness.Server, user string, o partyOpt) *party 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	s, err := srv.Connect(ctx, user, password(user))
+	s, err := srv.ConnectWrapped(ctx, user, password(user), o.wrap)
 	require.NoError(t, err, "%s", srv.Log())
 	p := &party{s: s, addr: s.LocalAddr(), done: make(chan struct{})}
 	opts := []mux.Option{disco.Handle()}

@@ -7,7 +7,7 @@ import (
 )
 
 // Contract 5 (ALPN "xmpp-xtls/5") is contract 4 with re-attachment
-// (docs/protocol.md §9): a tunnel outlives the XMPP session of either end.
+// (docs/protocol.md §8.2): a tunnel outlives the XMPP session of either end.
 // Both ends derive the tunnel's re-attach key from the TLS exporter once
 // the verdict is through; when a session ends, the tunnels of both ends
 // wait (Config.Reattach) instead of failing, and the end that comes back

@@ -201,6 +201,7 @@ func (t *tunnel) onReattachError(f *flight, se stanza.Error) {
 // peer is now at another full JID: if the tunnel had not noticed that it
 // left, what went to the old one goes again.
 func (t *tunnel) resume(now time.Time, moved bool) {
+	t.ro.late = true
 	if !t.re.suspended {
 		if moved {
 			t.re.count++

@@ -3,6 +3,8 @@ package transport
 import (
 	"bytes"
 	"encoding/hex"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -251,5 +253,34 @@ func TestReattachProofVectors(t *testing.T) {
 		{false, "s1", "bob@example.org/b", "bob@example.org/b2", 7, "5f8070e4efff98e73ecc91e1f4601425b4345b0592be8f05f7e412b12a255f25"},
 	} {
 		require.Equal(t, tc.want, hex.EncodeToString(reattachProof(key, tc.initiator, tc.sid, tc.old, tc.new, tc.counter)))
+	}
+}
+
+// A block far below the next expected seq (300 blocks, beyond the 256 of
+// §5.4) is a violation on a tunnel that was never re-attached, and a late
+// copy (acknowledged and dropped) on one that was: servers keep no order
+// between two sessions of an account.
+func TestReattachLateCopies(t *testing.T) {
+	for _, reattached := range []bool{false, true} {
+		t.Run(fmt.Sprint("reattached=", reattached), func(t *testing.T) {
+			_, e, c := responder(t, &Config{Reattach: time.Minute, KeepAlive: -1})
+			c.AllowReattach(reKey)
+			from := bobJID
+			if reattached {
+				require.True(t, isAck(deliver(t, e, stanza.SetIQ, bob2JID, bobReattach(sid, bobJID, bob2JID, 1))))
+				from = bob2JID
+			}
+			for i := range 300 {
+				require.True(t, isAck(deliver(t, e, stanza.SetIQ, from, data(i, "x"))))
+			}
+			require.Equal(t, strings.Repeat("x", 300), readAll(t, c, 300))
+			resp := deliver(t, e, stanza.SetIQ, from, data(0, "x"))
+			if reattached {
+				require.True(t, isAck(resp), resp)
+				require.NoError(t, c.Err())
+			} else {
+				require.Equal(t, "bad-request", errCond(resp), resp)
+			}
+		})
 	}
 }

@@ -1,7 +1,5 @@
 package transport
 
-import xstanza "github.com/xmppxtls/xtls/stanza"
-
 // seqClass is where a received seq falls relative to the next expected one.
 type seqClass int
 
@@ -23,8 +21,18 @@ type reorder struct {
 	next      uint16
 	slots     [256][]byte
 	n         int // occupied slots
-	delivered int // blocks delivered in order, counted up to SeqSpan
+	delivered int // blocks delivered in order, counted up to lateSpan
+	// late widens what counts as already received, below the next
+	// expected seq, from SeqSpan to lateSpan: once a tunnel has been
+	// re-attached, a copy sent through an earlier session may arrive
+	// late (servers keep no order between two sessions of an account).
+	late bool
 }
+
+// lateSpan is how far below the next expected seq a re-attached tunnel
+// takes a block it has delivered as a duplicate: half the seq space, the
+// most that stays unambiguous.
+const lateSpan = 1 << 15
 
 func (r *reorder) classify(seq uint16) seqClass {
 	d := seq - r.next // modulo 65536
@@ -36,7 +44,8 @@ func (r *reorder) classify(seq uint16) seqClass {
 			return seqSeen
 		}
 		return seqAhead
-	case d >= 65536-256 && int(65536-uint32(d)) <= r.delivered:
+	case d >= 65536-256 && int(65536-uint32(d)) <= r.delivered,
+		r.late && d >= 65536-lateSpan && int(65536-uint32(d)) <= r.delivered:
 		// Below the next expected one, and really received: a seq a
 		// fresh tunnel never had is no duplicate.
 		return seqSeen
@@ -61,7 +70,7 @@ func (r *reorder) put(seq uint16, p []byte) {
 // ok is false, and free each block once copied.
 func (r *reorder) advance() (b []byte, ok bool) {
 	r.next++
-	if r.delivered < xstanza.SeqSpan {
+	if r.delivered < lateSpan {
 		r.delivered++
 	}
 	i := r.next & 255

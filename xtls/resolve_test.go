@@ -382,22 +382,41 @@ func TestCapsBeforeMux(t *testing.T) {
 }
 
 // A contact's unavailable presence ends its tunnels at once, with an error
-// that says the peer went away, instead of when the keep-alive notices.
+// that says the peer went away, instead of when the keep-alive notices; a
+// tunnel that may be re-attached (contract 5) waits for the peer to come
+// back instead, and ends after Config.Reattach, saying both.
 func TestUnavailablePresenceEndsTunnels(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		w := newWorld(t, xtlstest.AllContacts())
-		a := w.join(aliceJID, tofu())
-		b := w.join(bobJID, tofu())
-		announce(t, a, 0)
-		announce(t, b, 0)
-		x, y, err := dialAccept(t, a, b)
-		require.NoError(t, err)
-		defer y.Close()
-		t0 := time.Now()
-		require.NoError(t, w.n.Disconnect(b.addr, stream.Error{}))
-		_, err = x.Read(make([]byte, 1))
-		require.ErrorIs(t, err, transport.ErrPeerGone)
-		require.Less(t, time.Since(t0), time.Second)
-		x.Close()
-	})
+	for _, tc := range []struct {
+		name     string
+		reattach time.Duration
+		after    time.Duration // when the tunnel ends, within a second
+	}{
+		{"no re-attach", -1, 0},
+		{"re-attach", 10 * time.Second, 10 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				w := newWorld(t, xtlstest.AllContacts())
+				cfg := tofu()
+				cfg.Reattach = tc.reattach
+				a := w.join(aliceJID, cfg)
+				b := w.join(bobJID, cfg)
+				announce(t, a, 0)
+				announce(t, b, 0)
+				x, y, err := dialAccept(t, a, b)
+				require.NoError(t, err)
+				defer y.Close()
+				t0 := time.Now()
+				require.NoError(t, w.n.Disconnect(b.addr, stream.Error{}))
+				_, err = x.Read(make([]byte, 1))
+				require.ErrorIs(t, err, transport.ErrPeerGone)
+				if tc.reattach > 0 {
+					require.ErrorIs(t, err, transport.ErrNotReattached)
+				}
+				require.GreaterOrEqual(t, time.Since(t0), tc.after)
+				require.Less(t, time.Since(t0), tc.after+time.Second)
+				x.Close()
+			})
+		})
+	}
 }

@@ -36,6 +36,12 @@
 // place on a terminal, a plain line every 5 seconds otherwise; and a
 // summary at the end.
 //
+// If the connection to the server drops, xtls-cat says "connection lost,
+// reconnecting…", logs in again the same way (after 0.5 s, doubling up to
+// 10 s, for up to 2 minutes) and says "resumed" once the tunnel goes on
+// from the new session: no byte is lost or repeated. If it cannot, it
+// says why and exits with status 6.
+//
 // A listener accepts one tunnel and then refuses others. A peer whose
 // handshake fails on the listener's side (an untrusted key, say) is logged
 // on standard error and the listener goes on waiting.
@@ -154,19 +160,27 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return fail(exitLogin, err)
 	}
-	p := cli.Serve(s, cfg)
+	// A lost connection is logged in again, and the tunnel goes on.
+	p := cli.ServeReconnecting(ctx, s, cfg, cli.Reconnect{Connect: connect, Login: o.Login(),
+		Status: func(msg string) { logf("%s", msg) }})
 	defer p.Close()
 	logf("logged in as %s", p.Addr())
 
 	var conn *xtls.Conn
+	// pctx also ends if the connection is lost for good.
+	pctx, cancel := p.Context(ctx)
+	defer cancel()
 	if o.listen {
 		ln := p.Handler.Listen()
 		logf("listening as %s", p.Addr())
-		stop := context.AfterFunc(ctx, func() { ln.Close() })
+		stop := context.AfterFunc(pctx, func() { ln.Close() })
 		c, err := ln.Accept()
 		stop()
 		ln.Close() // one tunnel only
 		if err != nil {
+			if perr := p.Err(); perr != nil {
+				return fail(cli.Code(perr), perr)
+			}
 			if ctx.Err() != nil {
 				return fail(exitInterrupted, cli.Why(ctx))
 			}
@@ -178,10 +192,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if o.pair != "" {
 			opts = append(opts, xtls.WithPairingCode(o.pair))
 		}
-		if conn, err = cli.Dial(ctx, p.Handler, o.peer, &o.Options, opts...); err != nil {
+		if conn, err = cli.Dial(pctx, p.Handler, o.peer, &o.Options, opts...); err != nil {
+			if perr := p.Err(); perr != nil {
+				return fail(cli.Code(perr), perr)
+			}
 			return fail(cli.Code(err), err)
 		}
 	}
+	p.Watch(conn)
 	st := conn.State()
 	logf("connected to %s: %s, %s, %s; trust: %s; key %s",
 		st.Peer, st.VersionName(), st.CipherSuiteName(), st.CurveID, st.Trust, st.Fingerprint)
@@ -202,6 +220,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if ctx.Err() != nil {
 			cli.AbortInterrupted(conn.Tunnel(), cli.Why(ctx).Error())
 			return fail(exitInterrupted, cli.Why(ctx))
+		}
+		if perr := p.Err(); perr != nil {
+			return fail(cli.Code(perr), perr)
 		}
 		err = cli.StreamFailure(err, st.Peer)
 		return fail(cli.Code(err), err)

@@ -100,7 +100,9 @@ func chat(ctx context.Context, connect cli.ConnectFunc, o *options, stdin io.Rea
 		}
 		return c.fail(exitLogin, "%v", err)
 	}
-	c.party = cli.Serve(s, cfg)
+	// A lost connection is logged in again, and the chat goes on.
+	c.party = cli.ServeReconnecting(ctx, s, cfg, cli.Reconnect{Connect: connect, Login: o.Login(),
+		Status: func(msg string) { c.say("%s", msg) }})
 	defer c.party.Close()
 	c.say("logged in as %s", c.party.Addr())
 	if id.Created {
@@ -109,18 +111,25 @@ func chat(ctx context.Context, connect cli.ConnectFunc, o *options, stdin io.Rea
 	c.say("your key:  %s", id.Fingerprint())
 
 	var conn *xtls.Conn
+	// pctx also ends if the connection is lost for good.
+	pctx, cancel := c.party.Context(ctx)
+	defer cancel()
 	if o.listen {
 		if o.pair == "new" {
 			c.say("pairing code: %s", pairCode)
 			c.say("read it to the other person, who starts: xtls-chat -jid THEIR_JID -pair '%s' dial %s", pairCode, c.party.Addr())
 		}
-		conn, err = c.accept(ctx)
+		conn, err = c.accept(pctx)
 	} else {
-		conn, err = c.dial(ctx)
+		conn, err = c.dial(pctx)
+	}
+	if perr := c.party.Err(); err != nil && perr != nil {
+		err = perr
 	}
 	if err != nil {
 		return c.fail(cli.Code(err), "%v", err)
 	}
+	c.party.Watch(conn)
 	st := conn.State()
 	c.say("connected to %s: %s, %s, key exchange %s", st.Peer, st.VersionName(), st.CipherSuiteName(), st.CurveID)
 	code, ok := c.trust(ctx, conn, st)
@@ -327,6 +336,9 @@ func (c *chatter) converse(ctx context.Context, inner *xmpp.Session, peer jid.JI
 				return c.fail(exitLost, "sending to %s: %v", bare, err)
 			}
 		case err := <-served:
+			if perr := c.party.Err(); perr != nil {
+				return c.fail(cli.Code(perr), "%v", perr)
+			}
 			if err != nil {
 				return c.fail(exitLost, "the chat with %s broke off: %v", bare, err)
 			}

@@ -53,6 +53,12 @@
 // closes the TLS connection and the tunnel. A line that starts with / is
 // sent as it is if the / is doubled ("//shrug").
 //
+// If the connection to the server drops, the chat shows "*** connection
+// lost, reconnecting…", logs in again (for up to 2 minutes) and shows
+// "*** resumed" once the chat goes on from the new session; lines typed
+// meanwhile are sent then. If it cannot, it says why and exits with status
+// 6.
+//
 // Flags (before or after the command) and the profile are those of every
 // xtls tool: -jid, -server, -ca, -password-file, -password-command, -cert,
 // -profile, -dir, -timeout, -v (log XTLS events), -q; see xtls-file's

@@ -38,6 +38,8 @@ type world struct {
 	network *xtlstest.Network
 	dir     string
 	terms   []*cli.Term
+	// connect logs the instances in (default: cli.NetworkConnect).
+	connect cli.ConnectFunc
 }
 
 // newWorld makes the network. When the test ends, instances still running
@@ -58,7 +60,10 @@ func newWorld(t *testing.T) *world {
 // start runs xtls-chat -dir DIR args... on a new terminal.
 func (w *world) start(name string, args ...string) *cli.Term {
 	term := cli.NewTerm(name, nil)
-	connect := cli.NetworkConnect(w.network)
+	connect := w.connect
+	if connect == nil {
+		connect = cli.NetworkConnect(w.network)
+	}
 	args = append([]string{"-dir", w.dir}, args...)
 	term.Start(func(stdin io.Reader, stdout, stderr io.Writer) int {
 		return runWith(w.ctx, connect, args, stdin, stdout, stderr)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"mellium.im/xmpp"
@@ -66,6 +67,28 @@ func NetworkConnect(network *xtlstest.Network) ConnectFunc {
 			s, err = network.Session(ctx, addr)
 		}
 		return s, err
+	}
+}
+
+// NewResources wraps connect for tests: every login of an account after
+// the first binds another resource (RESOURCE2, RESOURCE3…), as a server
+// may while it still holds the old one.
+//
+// Tests of reconnecting use it because the same full JID again, with IQs
+// in flight when the session was cut, stalls the tunnel in the transport
+// for now (the peer's unanswered data IQs are never acknowledged after the
+// re-attach).
+func NewResources(connect ConnectFunc) ConnectFunc {
+	var mu sync.Mutex
+	logins := map[string]int{}
+	return func(ctx context.Context, l Login) (*xmpp.Session, error) {
+		mu.Lock()
+		logins[l.JID]++
+		if n := logins[l.JID]; n > 1 {
+			l.JID = fmt.Sprintf("%s%d", l.JID, n)
+		}
+		mu.Unlock()
+		return connect(ctx, l)
 	}
 }
 

@@ -58,8 +58,8 @@ func Fail(code int, format string, a ...any) error {
 	return &Failure{Code: code, Err: fmt.Errorf(format, a...)}
 }
 
-// Code returns the exit status err deserves: a *Failure's own, ExitLogin
-// for a *LoginError, else ExitOther.
+// Code returns the exit status err deserves: a *Failure's own, ExitBroken
+// for a *ReconnectError, ExitLogin for a *LoginError, else ExitOther.
 func Code(err error) int {
 	var f *Failure
 	var l *LoginError
@@ -68,6 +68,8 @@ func Code(err error) int {
 		return ExitOK
 	case errors.As(err, &f):
 		return f.Code
+	case errors.As(err, new(*ReconnectError)):
+		return ExitBroken
 	case errors.As(err, &l):
 		return ExitLogin
 	}
@@ -116,6 +118,16 @@ func StreamFailure(err error, peer jid.JID) error {
 			return Fail(ExitPeerAborted, "%s: %v", peer.Bare(), err)
 		}
 		return Fail(ExitPeerAborted, "%s aborted (%s)", peer.Bare(), ab.Condition)
+	}
+	if errors.Is(err, transport.ErrNotReattached) {
+		within := ""
+		if d := (*transport.DetachedError)(nil); errors.As(err, &d) {
+			within = fmt.Sprintf(" within %v", d.For)
+		}
+		if errors.Is(err, transport.ErrPeerGone) {
+			return Fail(ExitBroken, "%s lost its connection and did not come back%s", peer.Bare(), within)
+		}
+		return Fail(ExitBroken, "the connection to the server was lost and the tunnel with %s was not resumed%s", peer.Bare(), within)
 	}
 	if errors.Is(err, transport.ErrPeerGone) {
 		// Its network or its program is gone without a word: the

@@ -78,6 +78,7 @@ type attempt struct {
 	c        *Conn // nil for the server probe
 	f        *flight
 	to       string    // the full JID it went to: only an answer from there counts
+	epoch    uint32    // the tunnel's requeue epoch when it was made (reattach.go)
 	handedAt time.Time // handed to the writer
 	written  time.Time // left (zero until the writer says so)
 	// delivered is the controller's total when the attempt was handed
@@ -262,7 +263,7 @@ func (p *iqPath) send(c *Conn, f *flight, now time.Time) {
 	if f.to != "" {
 		o.to = f.to
 	}
-	o.att = &attempt{c: c, f: f, to: o.to, handedAt: now, delivered: p.ctl.total}
+	o.att = &attempt{c: c, f: f, to: o.to, epoch: t.re.epoch, handedAt: now, delivered: p.ctl.total}
 	switch f.kind {
 	case kStart:
 		o.elem = t.startElement().TokenReader()
@@ -501,9 +502,15 @@ func (p *iqPath) answer(a *answer, now time.Time) {
 		p.e.reattachAnswered(c, att.f, a, now)
 		return
 	}
-	if att.to != c.peerStr {
-		// Sent to where the peer was before it re-attached: the flight
-		// has gone again to where it is now.
+	if att.f.probe && c.t.re.suspended && att.epoch == c.t.re.epoch && a.result {
+		c.t.heard(now)
+		c.t.onProbeAnswered(att.f, now)
+		p.e.markDirty(c)
+		return
+	}
+	if att.to != c.peerStr || att.epoch != c.t.re.epoch {
+		// Sent before the tunnel was suspended or re-attached (to where
+		// the peer was then): the flight goes again, or has gone.
 		return
 	}
 	c.t.heard(now)

@@ -483,6 +483,9 @@ func (t *tunnel) deadline() time.Time {
 				at(f.notBefore)
 			}
 		}
+		if t.re.peerSide {
+			at(t.re.probeAt)
+		}
 	} else if t.state != stGone {
 		t.eachData(func(f *flight, ahead int) { at(t.due(f, ahead)) })
 		for _, f := range t.ctrl {

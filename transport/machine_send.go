@@ -347,6 +347,10 @@ func (t *tunnel) onError(f *flight, se stanza.Error, now time.Time) {
 		t.onReattachError(f, se)
 		return
 	}
+	if f.probe && t.re.suspended {
+		t.settle(f) // the peer is not there yet: the next probe asks again
+		return
+	}
 	pe := &PeerError{Element: f.kind.String(), Err: se}
 	if pe.gone() && t.suspend(now, pe) {
 		// The peer's session is gone, and the tunnel may be re-attached:

@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"slices"
 	"time"
 
@@ -34,7 +35,22 @@ type reattachState struct {
 	seen      uint64  // the counter of the peer's latest accepted one
 	seenProof []byte  // its proof: the same one again is answered again
 	count     int     // re-attachments done, either way
+	// epoch counts the requeues: an answer to an attempt made before the
+	// latest is stale (the flight goes again), even from the same full
+	// JID: a server that binds the same resource again may still answer
+	// for the old session, service-unavailable say.
+	epoch uint32
+	// peerSide: the suspension began on the peer's side (it is gone, or
+	// silent), not with our session: the peer's JID is probed now and
+	// then (probeAt), since word of its leaving may arrive after its
+	// re-attach from the same full JID (presence and IQs of two sessions
+	// keep no order), and a probe it answers ends the suspension.
+	peerSide bool
+	probeAt  time.Time
 }
+
+// probeEvery is how often a tunnel suspended on the peer's side probes it.
+const probeEvery = time.Second
 
 // reattachable reports whether the tunnel may be re-attached: it has a key
 // and is established.
@@ -55,6 +71,8 @@ func (t *tunnel) suspend(now time.Time, cause error) bool {
 	}
 	t.re.suspended = true
 	t.re.cause = cause
+	t.re.peerSide = !errors.Is(cause, ErrSessionClosed)
+	t.re.probeAt = now.Add(probeEvery)
 	t.re.since = now
 	t.re.until = now.Add(t.env.cfg.Reattach)
 	t.probing, t.probeDue = false, false
@@ -68,6 +86,7 @@ func (t *tunnel) suspend(now time.Time, cause error) bool {
 // tries counted afresh: what it met was the lost path, not the peer. Data
 // goes again in seq order, after the control elements.
 func (t *tunnel) requeue() {
+	t.re.epoch++
 	again := func(f *flight) {
 		f.writtenAt, f.notBefore = time.Time{}, time.Time{}
 		f.tries = 0
@@ -113,6 +132,7 @@ func (t *tunnel) reattachFrom(now time.Time, to string) {
 	if !t.re.suspended && !t.suspend(now, ErrSessionClosed) {
 		return
 	}
+	t.re.peerSide = false // our session changed: our re-attach tells
 	if t.re.inFlight != nil && !t.re.inFlight.settled {
 		t.env.log.Debug("xtls: re-attach in flight already", "peer", t.peer, "sid", t.sid)
 		return
@@ -123,7 +143,7 @@ func (t *tunnel) reattachFrom(now time.Time, to string) {
 // reattachPending reports whether a suspended tunnel has a re-attach to
 // send now.
 func (t *tunnel) reattachPending(now time.Time) bool {
-	if t.re.due {
+	if t.re.due || t.probeNow(now) {
 		return true
 	}
 	for _, f := range t.retrans {
@@ -142,6 +162,13 @@ func (t *tunnel) pickReattach(now time.Time) *flight {
 			return f
 		}
 	}
+	if t.probeNow(now) {
+		t.re.probeAt = now.Add(probeEvery)
+		f := t.newCtrl(kCredit)
+		f.limit = t.rflow.limit
+		f.probe = true
+		return f
+	}
 	if !t.re.due {
 		return nil
 	}
@@ -155,17 +182,41 @@ func (t *tunnel) pickReattach(now time.Time) *flight {
 	return f
 }
 
+// probeNow reports whether a tunnel suspended on the peer's side probes
+// the peer now: it is time, and no probe waits for its answer.
+func (t *tunnel) probeNow(now time.Time) bool {
+	if !t.re.peerSide || now.Before(t.re.probeAt) {
+		return false
+	}
+	for _, f := range t.ctrl {
+		if f.probe && !f.settled {
+			return false
+		}
+	}
+	return true
+}
+
 // onTimerSuspended handles the time passing for a suspended tunnel: the
-// bound, and the timeout of its re-attach.
+// bound, and the timeouts of its re-attach (sent again) and probes
+// (forgotten).
 func (t *tunnel) onTimerSuspended(now time.Time) {
 	if !now.Before(t.re.until) {
 		t.fail(&DetachedError{Cause: t.re.cause, For: t.env.cfg.Reattach})
 		return
 	}
 	for _, f := range slices.Clone(t.ctrl) {
-		if f.kind == kReattach && t.timedOut(f, 0, now) {
+		if t.timedOut(f, 0, now) {
 			t.retry(f, ErrAckTimeout, 0, now)
 		}
+	}
+}
+
+// onProbeAnswered handles the result to a probe of a suspended tunnel: the
+// peer is there, at the full JID the tunnel is bound to.
+func (t *tunnel) onProbeAnswered(f *flight, now time.Time) {
+	t.settle(f)
+	if t.re.suspended && t.re.peerSide {
+		t.resume(now, true)
 	}
 }
 

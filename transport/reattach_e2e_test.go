@@ -144,3 +144,47 @@ func reattachPipe(t *testing.T, cfg *transport.Config, opts ...xtlstest.Option) 
 	c2.AllowReattach(key)
 	return w, a, b, c1, c2
 }
+
+// A tunnel on a bytestream whose sender's session ends leaves the
+// bytestream (BYE) and waits; after the re-attach it goes on over IQs, and
+// a new bytestream can carry it again. The bytes arrive exact.
+func TestReattachLeavesBytestream(t *testing.T) {
+	w, a, _, c1, c2 := reattachPipe(t, &transport.Config{Reattach: time.Minute, Window: 1 << 20})
+	const n = 8 << 20
+	flow(t, c1, c2, n, 1, []int64{1 << 20, 3 << 20, 5 << 20}, func(i int) {
+		switch i {
+		case 0:
+			attach(t, c1, c2)
+		case 1:
+			w.cut(t, a)
+			require.False(t, c1.Paths().Bytestream, "a suspended tunnel leaves its bytestream")
+			w.rejoin(t, a, jid.MustParse("alice@example.net/back"))
+		case 2:
+			attach(t, c1, c2)
+		}
+	})
+	st := c1.Paths()
+	require.Equal(t, 2, st.Moves)
+	require.Positive(t, c1.Reattachments())
+	require.Equal(t, "alice@example.net/back", c2.RemoteAddr().String())
+	require.NoError(t, c1.Close())
+	require.NoError(t, c2.Close())
+}
+
+// The receiver's session is cut mid-transfer and it comes back with the
+// same full JID, as a server may bind it: the sender cannot tell by the
+// JID that what it had in flight went to the old session, and must send
+// it again all the same (and count it afresh in the session's bound).
+func TestReattachSameJID(t *testing.T) {
+	// A small session window: bytes still counted from the first attempts
+	// would soon leave no room for new ones.
+	w, _, b, c1, c2 := reattachPipe(t, &transport.Config{Reattach: time.Minute, SessionWindow: 64 << 10})
+	flow(t, c1, c2, 4<<20, 1, []int64{1 << 20, 2 << 20, 3 << 20}, func(int) {
+		w.cut(t, b)
+		w.rejoin(t, b, bob)
+	})
+	require.Positive(t, c2.Reattachments())
+	require.Equal(t, bob.String(), c1.RemoteAddr().String())
+	require.NoError(t, c1.Close())
+	require.NoError(t, c2.Close())
+}

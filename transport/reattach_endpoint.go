@@ -171,10 +171,22 @@ func (e *Endpoint) PeerAvailable(peer jid.JID) {
 }
 
 // accountSuspension brings the path's bookkeeping in line with c's
-// suspension, once: nothing of it waits for the writer any more, what it
-// had in flight no longer counts against the session's bound, and its
-// bytestream, if any, is left.
+// requeues and suspension: after a requeue nothing of c waits for the
+// writer any more and what it had in flight no longer counts against the
+// session's bound; a suspended tunnel leaves its bytestream, if any.
 func (e *Endpoint) accountSuspension(c *Conn, now time.Time) {
+	if c.epoch != c.t.re.epoch {
+		// The machine put back in line what it had sent (requeue): it
+		// goes again, counted afresh in the bound, and nothing of the
+		// earlier attempts waits for the writer. With the peer at the
+		// same full JID nothing else would tell.
+		c.epoch = c.t.re.epoch
+		e.path.cancel(c)
+		if c.inflight > 0 {
+			e.path.ctl.dropped(c.inflight)
+			c.inflight = 0
+		}
+	}
 	if !c.t.re.suspended || c.suspended {
 		if !c.t.re.suspended {
 			c.suspended = false
@@ -182,11 +194,6 @@ func (e *Endpoint) accountSuspension(c *Conn, now time.Time) {
 		return
 	}
 	c.suspended = true
-	e.path.cancel(c)
-	if c.inflight > 0 {
-		e.path.ctl.dropped(c.inflight)
-		c.inflight = 0
-	}
 	if s := c.bs; s != nil {
 		_ = s.conn.SetWriteDeadline(now.Add(e.cfg.CloseTimeout))
 		s.bye(now)
@@ -314,8 +321,11 @@ func (e *Endpoint) reattach(r xstanza.Reattach, from jid.JID, now time.Time) sta
 	c.t.re.seen, c.t.re.seenProof = r.Counter, r.Proof
 	// It addressed us where we are: the peer knows us by this JID now.
 	c.boundLocal = e.localStr
-	moved := e.rebind(c, from)
-	c.t.resume(now, moved)
+	e.rebind(c, from)
+	// The peer's session changed, even if its full JID did not (a server
+	// may bind the same resource again): what went to the old one is
+	// lost, and goes again.
+	c.t.resume(now, true)
 	c.t.heard(now)
 	e.peerHeard(c.t.bare, now)
 	e.markDirty(c)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/require"
@@ -283,4 +284,32 @@ func TestReattachLateCopies(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Word that the peer left may come after its re-attach from the same full
+// JID (a server binds the same resource again; presence and IQs of two
+// sessions keep no order). The tunnel it suspends probes the peer every
+// second, and the peer's answer ends the suspension.
+func TestReattachStaleGoneProbes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, e, c := responder(t, &Config{Reattach: time.Minute, KeepAlive: -1})
+		c.AllowReattach(reKey)
+		require.True(t, isAck(deliver(t, e, stanza.SetIQ, bobJID, bobReattach(sid, bobJID, bobJID, 1))))
+		e.PeerGone(jid.MustParse(bobJID), "its presence became unavailable") // stale
+		require.True(t, c.Suspended())
+		synctest.Wait()
+		f.none(t)
+		time.Sleep(probeEvery)
+		synctest.Wait()
+		p := f.next(t)
+		require.Equal(t, bobJID, p.to.String())
+		require.IsType(t, xstanza.Credit{}, p.elem)
+		p.fail(stanza.Cancel, stanza.ServiceUnavailable) // not there (yet)
+		require.True(t, c.Suspended())
+		time.Sleep(probeEvery)
+		synctest.Wait()
+		f.next(t).ack()
+		require.False(t, c.Suspended())
+		require.NoError(t, c.Err())
+	})
 }

@@ -73,7 +73,7 @@ func TestReconnectMidTransfer(t *testing.T) {
 	for _, cut := range []string{"dialer", "listener"} {
 		t.Run(cut, func(t *testing.T) {
 			w := newWorld(t)
-			setConnect(t, cli.NewResources(cli.NetworkConnect(w.network)))
+			setConnect(t, cli.NetworkConnect(w.network))
 			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 			defer cancel()
 			const aliceAddr, bobAddr = "alice@example.net/cat", "bob@example.org/cat"

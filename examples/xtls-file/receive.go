@@ -70,7 +70,7 @@ func receive(ctx context.Context, o *options, stdin io.Reader, errw io.Writer) e
 	}
 	pins := &cli.ConfirmPins{PinStore: id.Pins}
 	failed, acceptFailed := cli.Failures()
-	cfg := &xtls.Config{Certificate: id.Cert, Pins: pins, TrustOnFirstUse: true, Logger: o.Logger(errw), AcceptFailed: acceptFailed}
+	cfg := &xtls.Config{Certificate: id.Cert, Pins: pins, TrustOnFirstUse: true, Logger: o.Logger(errw), AcceptFailed: acceptFailed, Reattach: cli.NoReattach}
 	cfg.Transport = transportConfig
 	if len(o.from) > 0 {
 		cfg.AcceptPeer = func(peer jid.JID) bool {

@@ -105,7 +105,7 @@ func send(ctx context.Context, o *options, errw io.Writer) error {
 	if err != nil {
 		return &cli.Failure{Code: cli.ExitUsage, Err: err}
 	}
-	cfg := &xtls.Config{Certificate: id.Cert, Pins: id.Pins, TrustOnFirstUse: true, Logger: o.Logger(errw)}
+	cfg := &xtls.Config{Certificate: id.Cert, Pins: id.Pins, TrustOnFirstUse: true, Logger: o.Logger(errw), Reattach: cli.NoReattach}
 	cfg.Transport = transportConfig
 	party, err := cli.Start(ctx, connect, &o.Options, cfg)
 	if err != nil {

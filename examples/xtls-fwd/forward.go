@@ -42,7 +42,7 @@ func (f *forwarder) login(ctx context.Context, cfg func(*xtls.Config)) error {
 	if err != nil {
 		return &cli.Failure{Code: cli.ExitUsage, Err: err}
 	}
-	c := &xtls.Config{Certificate: id.Cert, Pins: id.Pins, TrustOnFirstUse: true, Logger: f.o.Logger(f.errw)}
+	c := &xtls.Config{Certificate: id.Cert, Pins: id.Pins, TrustOnFirstUse: true, Logger: f.o.Logger(f.errw), Reattach: cli.NoReattach}
 	if cfg != nil {
 		cfg(c)
 	}

@@ -78,6 +78,7 @@ func pair(ctx context.Context, connect cli.ConnectFunc, o *options, stdin io.Rea
 		// reaches Accept; AcceptFailed says why.
 		AcceptFailed: acceptFailed,
 		Logger:       o.Logger(p.errw),
+		Reattach:     cli.NoReattach,
 	}
 	var code string
 	var used atomic.Bool // the code has paired: it is not good for another

@@ -74,10 +74,8 @@ func NetworkConnect(network *xtlstest.Network) ConnectFunc {
 // the first binds another resource (RESOURCE2, RESOURCE3…), as a server
 // may while it still holds the old one.
 //
-// Tests of reconnecting use it because the same full JID again, with IQs
-// in flight when the session was cut, stalls the tunnel in the transport
-// for now (the peer's unanswered data IQs are never acknowledged after the
-// re-attach).
+// xtls-chat's reconnect test uses it (a new resource); xtls-cat's logs in
+// with the same full JID again, the other case a server may choose.
 func NewResources(connect ConnectFunc) ConnectFunc {
 	var mu sync.Mutex
 	logins := map[string]int{}

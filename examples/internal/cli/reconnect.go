@@ -248,3 +248,9 @@ func (p *Party) Context(ctx context.Context) (_ context.Context, cancel context.
 	}()
 	return ctx, cancel
 }
+
+// NoReattach is Config.Reattach for a tool that does not log in again
+// (ServeReconnecting): its tunnels fail as soon as the session ends, as a
+// user of a one-shot tool expects, rather than wait for a reconnect that
+// never comes.
+const NoReattach = -1

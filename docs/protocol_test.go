@@ -137,7 +137,7 @@ func attr(el xml.StartElement, name string) string {
 
 // iqTypes is the IQ type each element travels in.
 var iqTypes = map[string]string{
-	"start": "set", "data": "set", "credit": "set", "close": "set",
+	"start": "set", "data": "set", "credit": "set", "close": "set", "reattach": "set",
 	"proceed": "result", "closed": "result",
 }
 

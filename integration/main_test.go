@@ -116,7 +116,8 @@ type partyOpt struct {
 }
 
 // connect logs user in to srv and serves its session with disco and, unless
-// noXTLS, an xtls Handler that trusts on first use.
+// noXTLS, an xtls Handler that trusts on first use and, unless cfg says
+// otherwise, does not hold tunnels for a reconnect (Config.Reattach).
 func connect(t *testing.T, srv *harness.Server, user string, o partyOpt) *party {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
@@ -137,6 +138,12 @@ func connect(t *testing.T, srv *harness.Server, user string, o partyOpt) *party 
 		if cfg.Pins == nil {
 			cfg.Pins = xtls.NewMemPinStore()
 			cfg.TrustOnFirstUse = true
+		}
+		if cfg.Reattach == 0 {
+			// These parties never log in again: tunnels whose session
+			// ends fail at once, as the tests of ends and failures
+			// expect. TestTransferSurvivesReconnect asks for it.
+			cfg.Reattach = -1
 		}
 		p.h = xtls.NewHandler(s, &cfg)
 		opts = append(opts, p.h.Handle())

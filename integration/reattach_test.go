@@ -37,7 +37,7 @@ func TestTransferSurvivesReconnect(t *testing.T) {
 		noLeaks(t)
 		var starts atomic.Int32 // tunnels opened to alice or bob: one TLS handshake each
 		cfg := func() xtls.Config {
-			return xtls.Config{AcceptPeer: func(jid.JID) bool { starts.Add(1); return true }}
+			return xtls.Config{AcceptPeer: func(jid.JID) bool { starts.Add(1); return true }, Reattach: xtls.DefaultReattach}
 		}
 		var aliceTCP *net.TCPConn
 		alice := connect(t, srv, "alice", partyOpt{cfg: cfg(), wrap: func(c net.Conn) net.Conn {

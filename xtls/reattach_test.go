@@ -183,3 +183,47 @@ func TestReattachForgedAndLate(t *testing.T) {
 		a.served <- nil
 	})
 }
+
+// Both ends lose their sessions at once and come back with new resources:
+// each one's re-attach to the other's old full JID meets
+// service-unavailable, and they meet through presence (docs §8.2.5): the
+// transfer completes exact over the one tunnel.
+func TestReattachBothEnds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var st starts
+		w := newWorld(t, xtlstest.AllContacts(), xtlstest.Trace(st.trace))
+		a := w.join(aliceJID, tofu())
+		b := w.join(bobJID, tofu())
+		announce(t, a, 0)
+		announce(t, b, 0)
+		c1, c2, err := dialAccept(t, a, b)
+		require.NoError(t, err)
+		const size = 4 << 20
+		half := make(chan struct{})
+		go func() {
+			// Half now; the rest once both are back.
+			_, err := c1.Write(make([]byte, size/2))
+			require.NoError(t, err)
+			<-half
+			_, err = c1.Write(make([]byte, size/2))
+			require.NoError(t, err)
+			require.NoError(t, c1.Close())
+		}()
+		_, err = io.CopyN(io.Discard, c2, size/4)
+		require.NoError(t, err)
+		w.cut(a)
+		w.cut(b)
+		w.rejoin(a, "alice@example.net/back")
+		w.rejoin(b, "bob@example.org/back")
+		announce(t, a, 0)
+		announce(t, b, 0)
+		close(half)
+		n, err := io.Copy(io.Discard, c2)
+		require.NoError(t, err)
+		require.Equal(t, int64(size-size/4), n)
+		require.Equal(t, "alice@example.net/back", c2.State().Peer.String())
+		require.Equal(t, "bob@example.org/back", c1.State().Peer.String())
+		require.Equal(t, int32(1), st.n.Load(), "one tunnel, one TLS handshake")
+		require.NoError(t, c2.Close())
+	})
+}

@@ -126,8 +126,10 @@ func (h *Handler) Close() error {
 }
 
 // SessionEnded tells the Handler that its session's Serve loop returned with
-// err: every tunnel fails at once (otherwise within 100 ms, when the
-// Handler notices).
+// err (otherwise the Handler notices within 100 ms). Tunnels that may be
+// re-attached (contract 5, Config.Reattach) wait for Reattach with a new
+// session; the others fail at once. Without any left to wait, the Handler
+// shuts down.
 func (h *Handler) SessionEnded(err error) {
 	h.ep.SessionEnded(err)
 }

@@ -33,11 +33,12 @@ func (a Addr) String() string { return a.JID.String() }
 // hand their work to the Endpoint's loop, which owns the tunnel, and wait
 // for its answer and their deadlines only.
 type Conn struct {
-	ep        *Endpoint
-	t         *tunnel                 // owned by the loop
-	peerAddr  atomic.Pointer[jid.JID] // the peer's full JID (a re-attachment changes it)
-	sid       string
-	initiator bool
+	ep         *Endpoint
+	t          *tunnel                 // owned by the loop
+	peerAddr   atomic.Pointer[jid.JID] // the peer's full JID (a re-attachment changes it)
+	reattached atomic.Int32            // re-attachments so far (Reattachments)
+	sid        string
+	initiator  bool
 
 	rdl, wdl       *deadline
 	readSem, wrSem chan struct{} // serialise Read and Write callers

@@ -505,6 +505,7 @@ func (p *iqPath) answer(a *answer, now time.Time) {
 	if att.f.probe && c.t.re.suspended && att.epoch == c.t.re.epoch && a.result {
 		c.t.heard(now)
 		c.t.onProbeAnswered(att.f, now)
+		c.noteReattached()
 		p.e.markDirty(c)
 		return
 	}

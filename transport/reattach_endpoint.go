@@ -42,11 +42,12 @@ func (c *Conn) AllowReattach(key []byte) {
 }
 
 // Reattachments returns how many times the tunnel has been re-attached:
-// bound to a new session of ours, or of the peer's.
-func (c *Conn) Reattachments() (n int) {
-	c.ep.call(func(time.Time) { n = c.t.re.count })
-	return n
-}
+// bound to a new session of ours, or of the peer's. It is cheap (no wait
+// for the loop): xtls looks at it on every Write.
+func (c *Conn) Reattachments() int { return int(c.reattached.Load()) }
+
+// noteReattached publishes c's count of re-attachments (on the loop).
+func (c *Conn) noteReattached() { c.reattached.Store(int32(c.t.re.count)) }
 
 // Suspended reports whether the tunnel waits to be re-attached now.
 func (c *Conn) Suspended() (s bool) {
@@ -225,6 +226,7 @@ func (e *Endpoint) reattachAnswered(c *Conn, f *flight, a *answer, now time.Time
 	c.boundLocal = e.localStr
 	moved := e.rebind(c, a.from)
 	c.t.onReattached(f, now, moved)
+	c.noteReattached()
 }
 
 // rebind binds c to the peer's full JID to, and reports whether it
@@ -326,6 +328,7 @@ func (e *Endpoint) reattach(r xstanza.Reattach, from jid.JID, now time.Time) sta
 	// may bind the same resource again): what went to the old one is
 	// lost, and goes again.
 	c.t.resume(now, true)
+	c.noteReattached()
 	c.t.heard(now)
 	e.peerHeard(c.t.bare, now)
 	e.markDirty(c)

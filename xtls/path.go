@@ -114,7 +114,10 @@ type paths struct {
 	written   int64     // application bytes written, for BytestreamAuto
 	next      time.Time // no automatic attempt before
 	backoff   time.Duration
-	done      bool // the demultiplexer ended
+	// reattached is the tunnel's count of re-attachments the back-off
+	// last saw (maybeMove).
+	reattached int
+	done       bool // the demultiplexer ended
 }
 
 // closed fails the offers that wait for an answer.
@@ -187,6 +190,12 @@ func (c *Conn) maybeMove(n int, waited bool) {
 	p.mu.Lock()
 	p.written += int64(n)
 	now := time.Now()
+	if r := c.raw.Reattachments(); r != p.reattached {
+		// A re-attachment left the bytestream, if there was one: the
+		// tunnel may move again at once, not after the back-off.
+		p.reattached = r
+		p.next, p.backoff = time.Time{}, 0
+	}
 	due := (waited || p.written >= int64(c.h.cfg.BytestreamAfter)) && !p.moving && !p.done && now.After(p.next)
 	if due {
 		// Asking the transport costs a round trip to its loop: not more
@@ -247,7 +256,7 @@ func (c *Conn) MoveToBytestream(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, bytestreamTimeout)
 	defer cancel()
 
-	proxies, err := c.h.proxies(ctx, c.state.Peer)
+	proxies, err := c.h.proxies(ctx, c.State().Peer)
 	if err != nil || len(proxies) == 0 {
 		return &BytestreamError{Why: "no proxy found", Err: err}
 	}
@@ -318,11 +327,12 @@ func (c *Conn) takeAccepted(ctx context.Context, proxy jid.JID, nonce [16]byte) 
 	if err != nil {
 		return nil, &BytestreamError{Why: "asking the proxy for its address", Err: err}
 	}
-	conn, err := s5b.Dial(ctx, host, sid, c.state.Local, c.state.Peer)
+	st := c.State() // the full JIDs now: a re-attachment changes them
+	conn, err := s5b.Dial(ctx, host, sid, st.Local, st.Peer)
 	if err != nil {
 		return nil, &BytestreamError{Why: "connecting to the proxy", Err: err}
 	}
-	if err := s5b.Activate(ctx, c.h.session(), proxy, sid, c.state.Peer); err != nil {
+	if err := s5b.Activate(ctx, c.h.session(), proxy, sid, st.Peer); err != nil {
 		conn.Close()
 		return nil, &BytestreamError{Why: "activating the bytestream", Err: err}
 	}
@@ -378,13 +388,14 @@ func (c *Conn) answerOffer(nonce [16]byte, body []byte) {
 		p.mu.Unlock()
 	}()
 	sid := hex.EncodeToString(nonce[:])
+	st := c.State() // the full JIDs now: a re-attachment changes them
 	var (
 		conn  net.Conn
 		proxy jid.JID
 		last  error
 	)
 	for _, pr := range offered {
-		if !c.h.proxyAllowed(pr, c.state.Peer) {
+		if !c.h.proxyAllowed(pr, st.Peer) {
 			continue
 		}
 		host, err := c.h.streamHost(ctx, pr)
@@ -392,7 +403,7 @@ func (c *Conn) answerOffer(nonce [16]byte, body []byte) {
 			last = err
 			continue
 		}
-		conn, err = s5b.Dial(ctx, host, sid, c.state.Peer, c.state.Local)
+		conn, err = s5b.Dial(ctx, host, sid, st.Peer, st.Local)
 		if err != nil {
 			last = err
 			continue

@@ -227,3 +227,36 @@ func TestReattachBothEnds(t *testing.T) {
 		require.NoError(t, c2.Close())
 	})
 }
+
+// A tunnel on a bytestream whose session ends leaves the bytestream; once
+// re-attached it moves onto one again at once, not after the automatic
+// move's back-off (30 s from the first move).
+func TestReattachMovesAgain(t *testing.T) {
+	w := newWorld(t, xtlstest.Proxy65("example.net"))
+	a := w.join(aliceJID, tofu())
+	b := w.join(bobJID, tofu())
+	c1, c2, err := dialAccept(t, a, b)
+	require.NoError(t, err)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = io.Copy(io.Discard, c2)
+	}()
+	buf := make([]byte, 64<<10)
+	writeUntilMoved := func(moves int) {
+		for sent := 0; c1.Path().Moves < moves || !c1.Path().Bytestream; sent += len(buf) {
+			_, err := c1.Write(buf)
+			require.NoError(t, err)
+			require.Less(t, sent, 64<<20, "no move %d after 64 MiB", moves)
+		}
+	}
+	writeUntilMoved(1)
+	w.cut(a)
+	w.rejoin(a, "alice@example.net/back")
+	writeUntilMoved(2)
+	require.Positive(t, c1.Reattachments())
+	require.NoError(t, c1.CloseWrite())
+	<-done
+	c1.Close()
+	c2.Close()
+}

@@ -255,6 +255,17 @@ func (s *bytestream) send(f *flight, now time.Time) {
 	s.enqueue(fr, att)
 }
 
+// quit leaves the bytestream at once (the tunnel is over, or has lost its
+// path to the peer): BYE, then the writer closes the connection, so that
+// the peer's end, which may not know yet, sees the bytestream left, not
+// broken; within timeout, or closed. What waited for an answer on it goes
+// again on IQs.
+func (s *bytestream) quit(now time.Time, timeout time.Duration) {
+	_ = s.conn.SetWriteDeadline(now.Add(timeout))
+	s.bye(now)
+	s.detach(nil, now)
+}
+
 // bye sends BYE once: no request follows it on the bytestream.
 func (s *bytestream) bye(now time.Time) {
 	if s.byeSent || s.detached {

@@ -52,9 +52,8 @@ type Conn struct {
 	// boundLocal is the full JID the peer knows us by: the session's when
 	// the tunnel began or was last re-attached.
 	boundLocal string
-	// suspended and epoch: the loop has taken the tunnel's suspension and
-	// its latest requeue into account (reattach_endpoint.go).
-	suspended bool
+	// epoch: the loop has taken the tunnel's requeues up to this one into
+	// account (reattach_endpoint.go).
 	epoch     uint32
 	reader    *ioReq // a Read waiting for data
 	writer    *ioReq // a Write waiting for room

@@ -177,13 +177,7 @@ func (e *Endpoint) update(c *Conn, now time.Time) {
 			delete(e.tunnels, c.key)
 		}
 		if c.bs != nil {
-			// BYE, then the writer closes the connection: the peer's end,
-			// which may not know yet that the tunnel is over, sees the
-			// bytestream left, not broken. Within CloseTimeout, or closed.
-			s := c.bs
-			_ = s.conn.SetWriteDeadline(now.Add(e.cfg.CloseTimeout))
-			s.bye(now)
-			s.detach(nil, now)
+			c.bs.quit(now, e.cfg.CloseTimeout)
 		}
 		closeOnce(c.goneCh)
 	}

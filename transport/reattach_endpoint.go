@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"encoding/xml"
 	"errors"
@@ -34,10 +35,7 @@ var ErrOtherAccount = errors.New("xtls/transport: the new session is of another 
 // derives it from the TLS exporter); the peer must have allowed it too. A
 // nil key forbids re-attachment again.
 func (c *Conn) AllowReattach(key []byte) {
-	k := append([]byte(nil), key...)
-	if key == nil {
-		k = nil
-	}
+	k := bytes.Clone(key) // nil stays nil
 	c.ep.call(func(time.Time) { c.t.re.key = k })
 }
 
@@ -172,9 +170,9 @@ func (e *Endpoint) PeerAvailable(peer jid.JID) {
 }
 
 // accountSuspension brings the path's bookkeeping in line with c's
-// requeues and suspension: after a requeue nothing of c waits for the
-// writer any more and what it had in flight no longer counts against the
-// session's bound; a suspended tunnel leaves its bytestream, if any.
+// requeues and suspension (on every update): after a requeue nothing of c
+// waits for the writer any more and what it had in flight no longer counts
+// against the session's bound; a suspended tunnel leaves its bytestream.
 func (e *Endpoint) accountSuspension(c *Conn, now time.Time) {
 	if c.epoch != c.t.re.epoch {
 		// The machine put back in line what it had sent (requeue): it
@@ -188,17 +186,8 @@ func (e *Endpoint) accountSuspension(c *Conn, now time.Time) {
 			c.inflight = 0
 		}
 	}
-	if !c.t.re.suspended || c.suspended {
-		if !c.t.re.suspended {
-			c.suspended = false
-		}
-		return
-	}
-	c.suspended = true
-	if s := c.bs; s != nil {
-		_ = s.conn.SetWriteDeadline(now.Add(e.cfg.CloseTimeout))
-		s.bye(now)
-		s.detach(nil, now)
+	if c.t.re.suspended && c.bs != nil {
+		c.bs.quit(now, e.cfg.CloseTimeout) // c.bs is nil afterwards
 	}
 }
 
@@ -230,17 +219,14 @@ func (e *Endpoint) reattachAnswered(c *Conn, f *flight, a *answer, now time.Time
 }
 
 // rebind binds c to the peer's full JID to, and reports whether it
-// changed. Nothing of c that waits for the writer goes to the old one.
+// changed.
 func (e *Endpoint) rebind(c *Conn, to jid.JID) bool {
 	s := to.String()
 	if s == c.peerStr {
 		return false
 	}
-	e.path.cancel(c)
-	if c.inflight > 0 {
-		e.path.ctl.dropped(c.inflight)
-		c.inflight = 0
-	}
+	// What went to the old JID was put back in line when the tunnel was
+	// suspended or goes again now (resume): accountSuspension recounts it.
 	if e.tunnels[c.key] == c {
 		delete(e.tunnels, c.key)
 	}

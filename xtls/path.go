@@ -134,7 +134,7 @@ func (p *paths) closed() {
 // record handles a control record the demultiplexer read.
 func (p *paths) record(c *Conn, typ byte, body []byte) {
 	if len(body) < 16 {
-		c.h.log.Info("xtls: short bytestream record ignored", "peer", c.state.Peer.String(), "type", typ)
+		c.h.log.Info("xtls: short bytestream record ignored", "peer", c.raw.Peer().String(), "type", typ)
 		return
 	}
 	var nonce [16]byte
@@ -152,7 +152,7 @@ func (p *paths) record(c *Conn, typ byte, body []byte) {
 		}
 		p.mu.Unlock()
 		if ch == nil && giveUp == nil {
-			c.h.log.Info("xtls: bytestream record answers no attempt of ours: ignored", "peer", c.state.Peer.String(), "type", typ)
+			c.h.log.Info("xtls: bytestream record answers no attempt of ours: ignored", "peer", c.raw.Peer().String(), "type", typ)
 		}
 		if ch != nil {
 			ch <- append([]byte{typ}, body[16:]...)
@@ -219,7 +219,7 @@ func (c *Conn) maybeMove(n int, waited bool) {
 		p.next = time.Now().Add(p.backoff)
 		p.mu.Unlock()
 		if err != nil && !errors.Is(err, errBusy) {
-			c.h.log.Info("xtls: tunnel stays on IQs", "peer", c.state.Peer.String(), "sid", c.state.SID, "err", err)
+			c.h.log.Info("xtls: tunnel stays on IQs", "peer", c.raw.Peer().String(), "sid", c.state.SID, "err", err)
 		}
 	}()
 }
@@ -373,7 +373,7 @@ func (c *Conn) answerOffer(nonce [16]byte, body []byte) {
 	}()
 	offered, ok := parseOffer(body)
 	if !ok {
-		c.h.log.Info("xtls: malformed bytestream offer refused", "peer", c.state.Peer.String())
+		c.h.log.Info("xtls: malformed bytestream offer refused", "peer", c.raw.Peer().String())
 		refuse(refuseNoProxy)
 		return
 	}
@@ -415,7 +415,7 @@ func (c *Conn) answerOffer(nonce [16]byte, body []byte) {
 		why := byte(refuseNoProxy)
 		if last != nil {
 			why = refuseFailed
-			c.h.log.Info("xtls: no proxy of the peer's offer reachable", "peer", c.state.Peer.String(), "err", last)
+			c.h.log.Info("xtls: no proxy of the peer's offer reachable", "peer", c.raw.Peer().String(), "err", last)
 		}
 		refuse(why)
 		return
@@ -428,11 +428,11 @@ func (c *Conn) answerOffer(nonce [16]byte, body []byte) {
 	}
 	if err := c.authenticate(ctx, conn, bsframe.Responder, sid, nonce); err != nil {
 		conn.Close()
-		c.h.log.Warn("xtls: bytestream refused", "peer", c.state.Peer.String(), "proxy", ps, "err", err)
+		c.h.log.Warn("xtls: bytestream refused", "peer", c.raw.Peer().String(), "proxy", ps, "err", err)
 		return
 	}
 	if err := c.use(conn, proxy); err != nil {
-		c.h.log.Info("xtls: tunnel stays on IQs", "peer", c.state.Peer.String(), "err", err)
+		c.h.log.Info("xtls: tunnel stays on IQs", "peer", c.raw.Peer().String(), "err", err)
 	}
 }
 
@@ -465,7 +465,7 @@ func (c *Conn) use(conn net.Conn, proxy jid.JID) error {
 	c.paths.mu.Lock()
 	c.paths.proxy = proxy
 	c.paths.mu.Unlock()
-	c.h.log.Info("xtls: tunnel moved onto a bytestream", "peer", c.state.Peer.String(), "sid", c.state.SID, "proxy", proxy.String())
+	c.h.log.Info("xtls: tunnel moved onto a bytestream", "peer", c.raw.Peer().String(), "sid", c.state.SID, "proxy", proxy.String())
 	return nil
 }
 

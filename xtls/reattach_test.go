@@ -260,3 +260,14 @@ func TestReattachMovesAgain(t *testing.T) {
 	c1.Close()
 	c2.Close()
 }
+
+// A closed Handler takes no new session.
+func TestReattachClosedHandler(t *testing.T) {
+	w := newWorld(t)
+	a := w.join(aliceJID, tofu())
+	require.NoError(t, a.h.Close())
+	s, err := w.n.Session(context.Background(), jid.MustParse("alice@example.net/other"))
+	require.NoError(t, err)
+	go s.Serve(mux.New(stanza.NSClient))
+	require.ErrorIs(t, a.h.Reattach(s), xtls.ErrHandlerClosed)
+}

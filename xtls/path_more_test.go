@@ -206,8 +206,10 @@ func TestBytestreamCrossingOffers(t *testing.T) {
 					moves++
 					require.True(t, conns[moved].Path().Bytestream)
 					// The bytestream closes once the other end has said
-					// BYE too: it was on it.
+					// BYE too: it was on it. The other end's closes once
+					// it has both BYEs, a moment later: wait for it too.
 					<-conns[moved].LeaveBytestream()
+					<-conns[1-moved].LeaveBytestream()
 				}
 				for _, c := range conns {
 					p := c.Path()

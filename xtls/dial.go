@@ -12,6 +12,7 @@ import (
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
 
+	"github.com/xmppxtls/xtls/internal/sendctx"
 	"github.com/xmppxtls/xtls/transport"
 )
 
@@ -136,6 +137,9 @@ func unreachable(err error) bool {
 // answers disco#info without our feature lacks XTLS; one that does not
 // answer is unavailable.
 func (h *Handler) probe(ctx context.Context, peer jid.JID) error {
+	if sendctx.Check(ctx) != nil {
+		return ErrPeerUnavailable // as if it had not answered
+	}
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	inf, err := disco.GetInfo(ctx, "", peer, h.session())

@@ -17,6 +17,8 @@ import (
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/mux"
 	"mellium.im/xmpp/stanza"
+
+	"github.com/xmppxtls/xtls/internal/sendctx"
 )
 
 // What a Handler learns from presence: the available resources of its
@@ -333,6 +335,9 @@ func (h *Handler) Caps() disco.Caps {
 // JID wait for the peer's presence, which the server sends in answer,
 // instead of reporting the peer offline at once.
 func (h *Handler) SendPresence(ctx context.Context, p stanza.Presence, payload xml.TokenReader) error {
+	if err := sendctx.Check(ctx); err != nil {
+		return err
+	}
 	caps := h.Caps().TokenReader()
 	if payload != nil {
 		caps = xmlstream.MultiReader(payload, caps)

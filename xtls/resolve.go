@@ -14,6 +14,8 @@ import (
 	"mellium.im/xmpp/disco/info"
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
+
+	"github.com/xmppxtls/xtls/internal/sendctx"
 )
 
 // Dialing a bare JID: the peer's available resources, learnt from presence,
@@ -214,6 +216,9 @@ func (h *Handler) discover(ctx context.Context, cands []resource) {
 // if the answer hashes to it. No answer counts as no XTLS for c until its
 // next presence.
 func (h *Handler) ask(ctx context.Context, c resource) int8 {
+	if sendctx.Check(ctx) != nil {
+		return -1 // cut by the caller: ask again next time
+	}
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	node := ""
@@ -222,7 +227,7 @@ func (h *Handler) ask(ctx context.Context, c resource) int8 {
 	}
 	inf, err := disco.GetInfo(ctx, node, c.addr, h.session())
 	var se stanza.Error
-	if node != "" && errors.As(err, &se) {
+	if node != "" && errors.As(err, &se) && sendctx.Check(ctx) == nil {
 		node = ""
 		inf, err = disco.GetInfo(ctx, "", c.addr, h.session())
 	}

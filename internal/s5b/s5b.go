@@ -37,6 +37,7 @@ import (
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
 
+	"github.com/xmppxtls/xtls/internal/sendctx"
 	"github.com/xmppxtls/xtls/internal/socks5"
 )
 
@@ -82,6 +83,9 @@ func DstAddr(sid string, requester, target jid.JID) string {
 // whose disco#info has the identity proxy/bytestreams, in the server's order.
 // An item whose disco#info fails is left out.
 func FindProxies(ctx context.Context, s *xmpp.Session, server jid.JID) ([]jid.JID, error) {
+	if err := sendctx.Check(ctx); err != nil {
+		return nil, err
+	}
 	var candidates []jid.JID
 	iter := disco.FetchItems(ctx, items.Item{JID: server}, s)
 	for iter.Next() {
@@ -96,6 +100,9 @@ func FindProxies(ctx context.Context, s *xmpp.Session, server jid.JID) ([]jid.JI
 	}
 	var proxies []jid.JID
 	for _, c := range candidates {
+		if err := sendctx.Check(ctx); err != nil {
+			return nil, fmt.Errorf("s5b: disco#info of %s: %w", c, err)
+		}
 		info, err := disco.GetInfo(ctx, "", c, s)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -199,6 +206,9 @@ func (q query) TokenReader() xml.TokenReader {
 // that the answer comes from iq.To, returns an IQ error as a stanza.Error,
 // and decodes the answer's payload into v unless v is nil.
 func exchange(ctx context.Context, s *xmpp.Session, iq stanza.IQ, payload xml.TokenReader, v any) (err error) {
+	if err := sendctx.Check(ctx); err != nil {
+		return err
+	}
 	resp, err := s.SendIQ(ctx, iq.Wrap(payload))
 	if err != nil {
 		return err

@@ -272,3 +272,39 @@ func TestDial(t *testing.T) {
 		t.Fatal("Dial to a closed listener succeeded")
 	}
 }
+
+// A context that is done already sends nothing: mellium would turn it into
+// a write deadline in the past that may fail the session's next write
+// (internal/sendctx).
+func TestDoneContextSendsNothing(t *testing.T) {
+	var mu sync.Mutex
+	var sent []string
+	s := world(t, &fakeProxy{}, xtlstest.Trace(func(st xtlstest.Stanza) {
+		if st.From.Equal(alice) {
+			mu.Lock()
+			sent = append(sent, string(st.Raw))
+			mu.Unlock()
+		}
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s5b.FindProxies(ctx, s, server); !errors.Is(err, context.Canceled) {
+		t.Errorf("FindProxies: %v", err)
+	}
+	if _, err := s5b.GetStreamHosts(ctx, s, proxy); !errors.Is(err, context.Canceled) {
+		t.Errorf("GetStreamHosts: %v", err)
+	}
+	if err := s5b.Activate(ctx, s, proxy, "sid", gone); !errors.Is(err, context.Canceled) {
+		t.Errorf("Activate: %v", err)
+	}
+	// The session still works, and what it sends next is the first thing
+	// it sent at all.
+	if _, err := s5b.GetStreamHosts(bounded(t), s, proxy); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sent) != 1 {
+		t.Fatalf("alice sent %d stanzas, want only the last query: %q", len(sent), sent)
+	}
+}

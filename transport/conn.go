@@ -37,6 +37,7 @@ type Conn struct {
 	t          *tunnel                 // owned by the loop
 	peerAddr   atomic.Pointer[jid.JID] // the peer's full JID (a re-attachment changes it)
 	reattached atomic.Int32            // re-attachments so far (Reattachments)
+	blockSize  atomic.Int32            // the payload of a block now (BlockSize), published by the loop
 	sid        string
 	initiator  bool
 
@@ -138,6 +139,20 @@ func (c *Conn) RemoteAddr() net.Addr { return Addr{c.Peer()} }
 // Peer returns the peer's full JID: the one the tunnel began with, or the
 // one it was last re-attached to.
 func (c *Conn) Peer() jid.JID { return *c.peerAddr.Load() }
+
+// BlockSize returns how many payload bytes one block of the tunnel
+// carries now, as the loop last saw it: the peer's limit, and on the IQ
+// path the session's chunk, which is smaller on a slow path (a server's
+// shaper: about what the path delivers in 200 ms) and grows on a fast one.
+// A layer above that wants what it writes to leave in small pieces on a
+// slow path (so that something it writes later is not queued long behind
+// it) sizes its writes from it.
+func (c *Conn) BlockSize() int {
+	if n := c.blockSize.Load(); n > 0 {
+		return int(n)
+	}
+	return xstanza.FirstFlightMax
+}
 
 // SID returns the tunnel's sid.
 func (c *Conn) SID() string { return c.sid }

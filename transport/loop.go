@@ -133,6 +133,7 @@ func (e *Endpoint) settle(now time.Time) {
 func (e *Endpoint) update(c *Conn, now time.Time) {
 	t := c.t
 	e.accountSuspension(c, now)
+	c.blockSize.Store(int32(t.chunk()))
 	if r := c.reader; r != nil && t.readable() {
 		c.reader = nil
 		n, err := t.read(r.p)

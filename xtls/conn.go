@@ -42,6 +42,8 @@ type Conn struct {
 	demux        *demux
 	paths        paths
 	readDeadline time.Time
+	// wgate orders contract 4's records into TLS (framed_write.go).
+	wgate writeGate
 
 	// wroteAfterPeerClose records an application Write after the peer
 	// closed its direction: such data may be refused if the peer stopped
@@ -125,6 +127,9 @@ func (h *Handler) newConn(tc *transport.Conn, dialCode []byte) *Conn {
 		c.tls = tls.Client(c.raw, cfg)
 	} else {
 		c.tls = tls.Server(c.raw, cfg)
+	}
+	if h.cfg.Bytestreams == BytestreamAuto {
+		go c.prefetchProxies()
 	}
 	return c
 }
@@ -299,9 +304,12 @@ func (c *Conn) Write(p []byte) (int, error) {
 		c.wroteAfterPeerClose.Store(true)
 	}
 	if c.framed() {
-		start := time.Now()
+		// A Write still waiting for the path after backlogWait is a
+		// backlog: the move starts then, not once this Write is through
+		// (on a server's shaper that can take many seconds).
+		backlog := c.watchBacklog()
 		n, err := c.writeApp(p)
-		c.maybeMove(n, time.Since(start) >= backlogWait)
+		c.maybeMove(n, backlog())
 		return n, err
 	}
 	return c.tls.Write(p)

@@ -399,35 +399,3 @@ func (d *demux) stop(err error) {
 	signal(d.readable)
 	signal(d.writable)
 }
-
-// recordPool holds the buffers Write frames the application's bytes in.
-var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, 3+maxAppRecord); return &b }}
-
-// writeApp writes p as APP records, each one TLS record.
-func (c *Conn) writeApp(p []byte) (int, error) {
-	bp := recordPool.Get().(*[]byte)
-	defer recordPool.Put(bp)
-	written := 0
-	for written < len(p) {
-		n := min(len(p)-written, maxAppRecord)
-		b := append((*bp)[:0], recApp, byte(n>>8), byte(n))
-		b = append(b, p[written:written+n]...)
-		*bp = b
-		if _, err := c.tls.Write(b); err != nil {
-			return written, err
-		}
-		written += n
-	}
-	return written, nil
-}
-
-// writeRecord writes one control record.
-func (c *Conn) writeRecord(typ byte, body []byte) error {
-	if len(body) > maxControlRecord {
-		return fmt.Errorf("%w: control record of %d bytes", errRecord, len(body))
-	}
-	b := make([]byte, 0, 3+len(body))
-	b = append(b, typ, byte(len(body)>>8), byte(len(body)))
-	_, err := c.tls.Write(append(b, body...))
-	return err
-}

@@ -31,8 +31,9 @@ func tlsConns(tb testing.TB, cc, sc net.Conn, framed bool) (w, r *Conn) {
 	go func() { errc <- server.Handshake() }()
 	require.NoError(tb, client.Handshake())
 	require.NoError(tb, <-errc)
-	w = &Conn{tls: client, raw: &rawConn{}}
-	r = &Conn{tls: server, raw: &rawConn{}}
+	h := &Handler{cfg: Config{Bytestreams: BytestreamOff}}
+	w = &Conn{h: h, tls: client, raw: &rawConn{}}
+	r = &Conn{h: h, tls: server, raw: &rawConn{}}
 	if framed {
 		r.startDemux()
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mellium.im/xmpp/jid"
@@ -88,7 +89,10 @@ const (
 	// maxOfferProxies bounds the proxies one OFFER names.
 	maxOfferProxies = 4
 	// firstBackoff is how long a tunnel waits before it tries to move
-	// again by itself after a failure; it doubles up to maxBackoff.
+	// again by itself after an attempt (one that failed, or one whose
+	// bytestream broke later); it doubles with each attempt up to
+	// maxBackoff, and starts afresh once maxBackoff passed since the last
+	// move that worked.
 	firstBackoff = 30 * time.Second
 	maxBackoff   = 10 * time.Minute
 )
@@ -114,6 +118,7 @@ type paths struct {
 	written   int64     // application bytes written, for BytestreamAuto
 	next      time.Time // no automatic attempt before
 	backoff   time.Duration
+	movedAt   time.Time // the last automatic move that worked
 	// reattached is the tunnel's count of re-attachments the back-off
 	// last saw (maybeMove).
 	reattached int
@@ -180,6 +185,42 @@ func (c *Conn) Path() PathState {
 // tunnel has a backlog: a file, not a chat message) to start a move.
 const backlogWait = 100 * time.Millisecond
 
+// attempted sets when the next automatic attempt may come, after one that
+// ended at now and moved the tunnel or not. A move that worked grows the
+// back-off too: the next attempt comes only after its bytestream broke
+// (or was left) and the back-off passed, so a proxy that cuts every
+// bytestream is tried 30 s, 1, 2, 4 … 10 min apart, not every 30 s. Once
+// maxBackoff passed since the last move that worked, a move starts the
+// back-off afresh. Called with p.mu held.
+func (p *paths) attempted(moved bool, now time.Time) {
+	if moved && !p.movedAt.IsZero() && now.Sub(p.movedAt) >= maxBackoff {
+		p.backoff = 0
+	}
+	p.backoff = min(max(2*p.backoff, firstBackoff), maxBackoff)
+	if moved {
+		p.movedAt = now
+	}
+	p.next = now.Add(p.backoff)
+}
+
+// watchBacklog starts watching a Write under BytestreamAuto: once it has
+// waited backlogWait, a move starts. The function it returns stops the
+// watch and says whether the Write waited that long.
+func (c *Conn) watchBacklog() (stop func() bool) {
+	if c.h.cfg.Bytestreams != BytestreamAuto {
+		return func() bool { return false }
+	}
+	var fired atomic.Bool
+	t := time.AfterFunc(backlogWait, func() {
+		fired.Store(true)
+		c.maybeMove(0, true)
+	})
+	return func() bool {
+		t.Stop()
+		return fired.Load()
+	}
+}
+
 // maybeMove starts a move by itself once enough was written, or a Write
 // had to wait for the path (Write calls it).
 func (c *Conn) maybeMove(n int, waited bool) {
@@ -211,12 +252,7 @@ func (c *Conn) maybeMove(n int, waited bool) {
 		defer cancel()
 		err := c.MoveToBytestream(ctx)
 		p.mu.Lock()
-		if err != nil {
-			p.backoff = min(max(2*p.backoff, firstBackoff), maxBackoff)
-		} else {
-			p.backoff = firstBackoff
-		}
-		p.next = time.Now().Add(p.backoff)
+		p.attempted(err == nil, time.Now())
 		p.mu.Unlock()
 		if err != nil && !errors.Is(err, errBusy) {
 			c.h.log.Info("xtls: tunnel stays on IQs", "peer", c.raw.Peer().String(), "sid", c.state.SID, "err", err)
@@ -260,6 +296,13 @@ func (c *Conn) MoveToBytestream(ctx context.Context) error {
 	if err != nil || len(proxies) == 0 {
 		return &BytestreamError{Why: "no proxy found", Err: err}
 	}
+	// The proxy's address is asked for while the offer travels: it is a
+	// round trip behind whatever the session has queued.
+	first := make(chan hostAnswer, 1)
+	go func() {
+		h, err := c.h.streamHost(ctx, proxies[0])
+		first <- hostAnswer{h, err}
+	}()
 	var nonce [16]byte
 	_, _ = rand.Read(nonce[:])
 	body := append([]byte(nil), nonce[:]...)
@@ -310,7 +353,13 @@ func (c *Conn) MoveToBytestream(ctx context.Context) error {
 	if !ok || !contains(proxies, proxy) {
 		return &BytestreamError{Why: "the peer accepted with a proxy we did not offer"}
 	}
-	conn, err := c.takeAccepted(ctx, proxy, nonce)
+	var host hostAnswer
+	if proxy.Equal(proxies[0]) {
+		host = <-first
+	} else {
+		host.h, host.err = c.h.streamHost(ctx, proxy)
+	}
+	conn, err := c.takeAccepted(ctx, proxy, host, nonce)
 	if err != nil {
 		// The target waits on the proxy for us: it need not wait longer.
 		_ = c.writeRecord(recRefuse, append(nonce[:], refuseFailed))
@@ -319,16 +368,21 @@ func (c *Conn) MoveToBytestream(ctx context.Context) error {
 	return c.use(conn, proxy)
 }
 
+// hostAnswer is what a proxy said its address is.
+type hostAnswer struct {
+	h   s5b.StreamHost
+	err error
+}
+
 // takeAccepted is the offerer's side once the target accepted: connect to
 // the proxy, activate, authenticate.
-func (c *Conn) takeAccepted(ctx context.Context, proxy jid.JID, nonce [16]byte) (net.Conn, error) {
+func (c *Conn) takeAccepted(ctx context.Context, proxy jid.JID, host hostAnswer, nonce [16]byte) (net.Conn, error) {
 	sid := hex.EncodeToString(nonce[:])
-	host, err := c.h.streamHost(ctx, proxy)
-	if err != nil {
-		return nil, &BytestreamError{Why: "asking the proxy for its address", Err: err}
+	if host.err != nil {
+		return nil, &BytestreamError{Why: "asking the proxy for its address", Err: host.err}
 	}
 	st := c.State() // the full JIDs now: a re-attachment changes them
-	conn, err := s5b.Dial(ctx, host, sid, st.Local, st.Peer)
+	conn, err := s5b.Dial(ctx, host.h, sid, st.Local, st.Peer)
 	if err != nil {
 		return nil, &BytestreamError{Why: "connecting to the proxy", Err: err}
 	}

@@ -289,3 +289,24 @@ func TestBytestreamStrayAnswers(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, c2.Close())
 }
+
+// Behind a server's shaper (3000 B/s, ejabberd's stock c2s rate) a tunnel
+// moves while its first large Write is still waiting, not once that Write
+// is through (it would take a minute and a half over IQs): the offer goes
+// ahead of the application's records, which are small on such a path, and
+// the proxies were found when the tunnel started. Of a 256 KiB Write, at
+// most a few seconds' worth crosses the throttled IQ path.
+func TestBytestreamMoveBehindShaper(t *testing.T) {
+	w := newWorld(t, xtlstest.Proxy65("example.net"), xtlstest.Bandwidth(3000))
+	c1, _, _ := autoPair(t, w, 64<<10, false)
+	buf := make([]byte, 256<<10)
+	_, err := c1.Write(buf)
+	require.NoError(t, err)
+	require.NoError(t, c1.CloseWrite()) // all of it acknowledged
+	p := c1.Path()
+	t.Logf("%+v", p)
+	require.True(t, p.Bytestream)
+	require.Equal(t, 1, p.Moves)
+	onIQs := int64(len(buf)) - p.SentOnBytestream
+	require.Less(t, onIQs, int64(24<<10), "%d bytes of the Write crossed the shaper before the move", onIQs)
+}

@@ -25,21 +25,24 @@ const (
 )
 
 type proxyCache struct {
-	mu      sync.Mutex
-	domains map[string]proxyEntry // server domain → its proxies
-	hosts   map[string]hostEntry  // proxy JID → its streamhost
+	domains answers[[]jid.JID]      // server domain → its proxies
+	hosts   answers[s5b.StreamHost] // proxy JID → its streamhost
 }
 
-type proxyEntry struct {
-	proxies []jid.JID
-	err     error
-	at      time.Time
+// answers remembers the answers to one kind of query by key, for proxyTTL
+// (proxyFailTTL for an error), and asks each key once at a time: a caller
+// that finds the query under way waits for it rather than asking again
+// (behind a server's shaper every query waits for the session's queue).
+type answers[V any] struct {
+	mu     sync.Mutex
+	known  map[string]answer[V]
+	asking map[string]chan struct{} // closed when the query for the key ends
 }
 
-type hostEntry struct {
-	host s5b.StreamHost
-	err  error
-	at   time.Time
+type answer[V any] struct {
+	v   V
+	err error
+	at  time.Time
 }
 
 func fresh(at time.Time, err error) bool {
@@ -48,6 +51,69 @@ func fresh(at time.Time, err error) bool {
 		ttl = proxyFailTTL
 	}
 	return !at.IsZero() && time.Since(at) < ttl
+}
+
+// get returns the answer for key: remembered, from the query under way, or
+// from ask, which is called with ctx. An answer cut short by ctx is not
+// kept.
+func (a *answers[V]) get(ctx context.Context, key string, ask func(context.Context) (V, error)) (V, error) {
+	for {
+		a.mu.Lock()
+		if e, ok := a.known[key]; ok && fresh(e.at, e.err) {
+			a.mu.Unlock()
+			return e.v, e.err
+		}
+		if ch := a.asking[key]; ch != nil {
+			a.mu.Unlock()
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				var zero V
+				return zero, ctx.Err()
+			}
+		}
+		if a.asking == nil {
+			a.asking = make(map[string]chan struct{})
+			a.known = make(map[string]answer[V])
+		}
+		ch := make(chan struct{})
+		a.asking[key] = ch
+		a.mu.Unlock()
+
+		v, err := ask(ctx)
+		a.mu.Lock()
+		delete(a.asking, key)
+		close(ch)
+		if ctx.Err() == nil {
+			a.known[key] = answer[V]{v: v, err: err, at: time.Now()}
+		}
+		a.mu.Unlock()
+		return v, err
+	}
+}
+
+// prefetchProxies finds, as a tunnel starts under BytestreamAuto (beside
+// its handshake), the proxies of our own server and the first one's
+// address, so that a move later does not ask for them behind the bulk
+// data that makes it move: on a server's shaper each such query waits for
+// the session's queue. The answers are cached for the Handler's other
+// tunnels, so this costs a few IQs once per proxyTTL. The peer's server is
+// asked only when a move needs it (a peer must not make us query servers
+// of its choosing merely by opening tunnels).
+func (c *Conn) prefetchProxies() {
+	ctx, cancel := context.WithTimeout(context.Background(), bytestreamTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.raw.Conn.Done(): // the tunnel is gone: so is the need
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if ps, err := c.h.domainProxies(ctx, c.h.session().LocalAddr().Domain()); err == nil && len(ps) > 0 {
+		_, _ = c.h.streamHost(ctx, ps[0])
+	}
 }
 
 // proxies returns the proxies a tunnel with peer may offer: its own
@@ -76,56 +142,23 @@ func (h *Handler) proxies(ctx context.Context, peer jid.JID) ([]jid.JID, error) 
 }
 
 func (h *Handler) domainProxies(ctx context.Context, domain jid.JID) ([]jid.JID, error) {
-	c := &h.proxyCache
-	key := domain.String()
-	c.mu.Lock()
-	e, ok := c.domains[key]
-	c.mu.Unlock()
-	if ok && fresh(e.at, e.err) {
-		return e.proxies, e.err
-	}
-	ps, err := s5b.FindProxies(ctx, h.session(), domain)
-	if ctx.Err() != nil {
-		return nil, err // not the server's answer: not kept
-	}
-	c.mu.Lock()
-	if c.domains == nil {
-		c.domains = make(map[string]proxyEntry)
-	}
-	c.domains[key] = proxyEntry{proxies: ps, err: err, at: time.Now()}
-	c.mu.Unlock()
-	return ps, err
+	return h.proxyCache.domains.get(ctx, domain.String(), func(ctx context.Context) ([]jid.JID, error) {
+		return s5b.FindProxies(ctx, h.session(), domain)
+	})
 }
 
 // streamHost returns the address proxy gives for itself.
 func (h *Handler) streamHost(ctx context.Context, proxy jid.JID) (s5b.StreamHost, error) {
-	c := &h.proxyCache
-	key := proxy.String()
-	c.mu.Lock()
-	e, ok := c.hosts[key]
-	c.mu.Unlock()
-	if ok && fresh(e.at, e.err) {
-		return e.host, e.err
-	}
-	hosts, err := s5b.GetStreamHosts(ctx, h.session(), proxy)
-	if ctx.Err() != nil {
-		return s5b.StreamHost{}, err
-	}
-	var host s5b.StreamHost
-	if err == nil {
-		if len(hosts) == 0 {
+	return h.proxyCache.hosts.get(ctx, proxy.String(), func(ctx context.Context) (s5b.StreamHost, error) {
+		hosts, err := s5b.GetStreamHosts(ctx, h.session(), proxy)
+		if err == nil && len(hosts) == 0 {
 			err = errors.New("xtls: the proxy gave no streamhost")
-		} else {
-			host = hosts[0]
 		}
-	}
-	c.mu.Lock()
-	if c.hosts == nil {
-		c.hosts = make(map[string]hostEntry)
-	}
-	c.hosts[key] = hostEntry{host: host, err: err, at: time.Now()}
-	c.mu.Unlock()
-	return host, err
+		if err != nil {
+			return s5b.StreamHost{}, err
+		}
+		return hosts[0], nil
+	})
 }
 
 // proxyAllowed reports whether we connect to proxy for a tunnel with peer:

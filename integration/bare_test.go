@@ -28,7 +28,7 @@ func TestDialBareJIDServer(t *testing.T) {
 	for _, kind := range kinds {
 		t.Run(kind, func(t *testing.T) {
 			noLeaks(t)
-			srv := startOwn(t, kind, 0, nil)
+			srv := startOwn(t, kind, ownOpts{})
 			alice := contact(t, srv, "alice", "desk", true)
 			laptop := contact(t, srv, "bob", "laptop", true)
 			phone := contact(t, srv, "bob", "phone", false)

@@ -31,7 +31,7 @@ func TestBindResource(t *testing.T) {
 	for _, kind := range kinds {
 		t.Run(kind, func(t *testing.T) {
 			noLeaks(t)
-			srv := startOwn(t, kind, 0, nil)
+			srv := startOwn(t, kind, ownOpts{})
 			want := jid.MustParse("alice@" + srv.Domain() + "/demo")
 
 			first := harness.ConnectResourceT(t, srv, "alice", "demo", password("alice"), nil)

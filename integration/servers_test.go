@@ -13,14 +13,22 @@ import (
 	"github.com/xmppxtls/xtls/xtls"
 )
 
-// startOwn starts a server of the given kind for one test.
-func startOwn(t *testing.T, kind string, size int, shaper *harness.Shaper) *harness.Server {
+// ownOpts are the options of a server started for one test.
+type ownOpts struct {
+	size    int             // stanza size limit (0: the harness's default)
+	shaper  *harness.Shaper // c2s shaper, if any
+	proxy65 bool            // run the server's SOCKS5 proxy
+}
+
+// startOwn starts a server of the given kind for one test, with alice and
+// bob.
+func startOwn(t *testing.T, kind string, o ownOpts) *harness.Server {
 	t.Helper()
 	var s *harness.Server
 	if kind == "prosody" {
-		s = harness.StartProsodyT(t, harness.ProsodyOptions{StanzaSizeLimit: size, Shaper: shaper})
+		s = harness.StartProsodyT(t, harness.ProsodyOptions{StanzaSizeLimit: o.size, Shaper: o.shaper, Proxy65: o.proxy65})
 	} else {
-		s = harness.StartEjabberdT(t, harness.EjabberdOptions{StanzaSizeLimit: size, Shaper: shaper})
+		s = harness.StartEjabberdT(t, harness.EjabberdOptions{StanzaSizeLimit: o.size, Shaper: o.shaper, Proxy65: o.proxy65})
 	}
 	for _, u := range []string{"alice", "bob"} {
 		harness.AddUserT(t, s, u, password(u))
@@ -36,7 +44,7 @@ var kinds = []string{"prosody", "ejabberd"}
 func TestServerStops(t *testing.T) {
 	for _, kind := range kinds {
 		t.Run(kind, func(t *testing.T) {
-			srv := startOwn(t, kind, 0, nil)
+			srv := startOwn(t, kind, ownOpts{})
 			t.Run("stop", func(t *testing.T) {
 				noLeaks(t)
 				alice := connect(t, srv, "alice", partyOpt{})
@@ -90,7 +98,7 @@ func (zeros) Read(p []byte) (int, error) {
 func TestShapedServer(t *testing.T) {
 	for _, kind := range kinds {
 		t.Run(kind, func(t *testing.T) {
-			srv := startOwn(t, kind, harness.DebianStanzaSizeLimit, &harness.DebianC2SShaper)
+			srv := startOwn(t, kind, ownOpts{size: harness.DebianStanzaSizeLimit, shaper: &harness.DebianC2SShaper})
 			alice := connect(t, srv, "alice", partyOpt{})
 			bob := connect(t, srv, "bob", partyOpt{})
 			began := time.Now()
@@ -114,7 +122,7 @@ func TestShapedServer(t *testing.T) {
 func TestOversizedStanza(t *testing.T) {
 	for _, kind := range kinds {
 		t.Run(kind, func(t *testing.T) {
-			srv := startOwn(t, kind, 32768, nil)
+			srv := startOwn(t, kind, ownOpts{size: 32768})
 			big := partyOpt{cfg: xtls.Config{Transport: &transport.Config{ChunkSize: 65535}}}
 			alice := connect(t, srv, "alice", big)
 			bob := connect(t, srv, "bob", big)

@@ -2,8 +2,9 @@
 # Installs what the test suite needs and the machine may lack: the Debian
 # packages of the XMPP servers the integration tests start on 127.0.0.1,
 # xmllint (libxml2-utils), which validates docs/protocol.md's examples
-# against docs/xtls.xsd (go has no XML Schema validator), and tmux for the
-# terminal tests of the examples.
+# against docs/xtls.xsd (go has no XML Schema validator), tmux for the
+# terminal tests of the examples, and ss (iproute2), with which a test
+# destroys the sockets of a server's proxy.
 # Idempotent: does nothing when everything is present.
 set -eu
 
@@ -17,6 +18,8 @@ command -v openssl >/dev/null 2>&1 || need="$need openssl"
 command -v xmllint >/dev/null 2>&1 || need="$need libxml2-utils"
 # The chat's terminal test reads the screen of a real terminal emulator.
 command -v tmux >/dev/null 2>&1 || need="$need tmux"
+# The test of a proxy that dies destroys its sockets with ss -K.
+command -v ss >/dev/null 2>&1 || need="$need iproute2"
 
 if [ -z "$need" ]; then
 	exit 0

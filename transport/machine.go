@@ -466,6 +466,7 @@ func (t *tunnel) inFlight() int {
 // deadline returns when the tunnel next needs onTimer, or the zero time.
 func (t *tunnel) deadline() time.Time {
 	var d time.Time
+	peer := t.peerProgress() // once: it is a map lookup, and up to 256 blocks ask
 	at := func(x time.Time) {
 		if !x.IsZero() && (d.IsZero() || x.Before(d)) {
 			d = x
@@ -476,7 +477,7 @@ func (t *tunnel) deadline() time.Time {
 		// bound count.
 		at(t.re.until)
 		for _, f := range t.ctrl {
-			at(t.due(f, 0))
+			at(t.due(f, 0, peer))
 		}
 		for _, f := range t.retrans {
 			if f.kind == kReattach {
@@ -487,9 +488,9 @@ func (t *tunnel) deadline() time.Time {
 			at(t.re.probeAt)
 		}
 	} else if t.state != stGone {
-		t.eachData(func(f *flight, ahead int) { at(t.due(f, ahead)) })
+		t.eachData(func(f *flight, ahead int) { at(t.due(f, ahead, peer)) })
 		for _, f := range t.ctrl {
-			at(t.due(f, 0))
+			at(t.due(f, 0, peer))
 		}
 		for _, f := range t.retrans {
 			at(f.notBefore)
@@ -586,13 +587,14 @@ func (t *tunnel) onTimer(now time.Time) {
 	// a lost one are usually not lost, and sending them all again would
 	// only lengthen the queue.
 	var late []*flight
+	peer := t.peerProgress()
 	t.eachData(func(f *flight, ahead int) {
-		if len(late) == 0 && t.timedOut(f, ahead, now) {
+		if len(late) == 0 && t.timedOut(f, ahead, now, peer) {
 			late = append(late, f)
 		}
 	})
 	for _, f := range t.ctrl {
-		if t.timedOut(f, 0, now) {
+		if t.timedOut(f, 0, now, peer) {
 			late = append(late, f)
 		}
 	}
@@ -625,9 +627,10 @@ func (t *tunnel) eachData(fn func(f *flight, ahead int)) {
 // of its sending and the path's last answer (as TCP restarts its
 // retransmission timer on each acknowledgement: an element waiting behind
 // others a slow path is still delivering is not lost), plus what the
-// ahead bytes sent before it take at the path's rate. Zero while the
-// attempt waits to be written or f waits to be sent again.
-func (t *tunnel) due(f *flight, ahead int) time.Time {
+// ahead bytes sent before it take at the path's rate. peer is
+// peerProgress(). Zero while the attempt waits to be written or f waits to
+// be sent again.
+func (t *tunnel) due(f *flight, ahead int, peer time.Time) time.Time {
 	if f.writtenAt.IsZero() || f.settled || f.queued {
 		return time.Time{}
 	}
@@ -645,7 +648,7 @@ func (t *tunnel) due(f *flight, ahead int) time.Time {
 		rto += time.Duration(float64(ahead) / t.env.rate * float64(time.Second))
 	}
 	d := t.laterOfProgress(f.writtenAt).Add(rto)
-	if h := t.peerProgress(); h.After(f.writtenAt) {
+	if h := peer; h.After(f.writtenAt) {
 		// The peer's stanzas keep coming: its answer may wait in its
 		// server's queue behind them (a shaper reads its client at a few
 		// KB/s), and a server delivers one sender's stanzas in order. A
@@ -678,7 +681,7 @@ func earlier(a, b time.Time) time.Time {
 	return b
 }
 
-func (t *tunnel) timedOut(f *flight, ahead int, now time.Time) bool {
-	d := t.due(f, ahead)
+func (t *tunnel) timedOut(f *flight, ahead int, now, peer time.Time) bool {
+	d := t.due(f, ahead, peer)
 	return !d.IsZero() && !now.Before(d)
 }

@@ -204,8 +204,9 @@ func (t *tunnel) onTimerSuspended(now time.Time) {
 		t.fail(&DetachedError{Cause: t.re.cause, For: t.env.cfg.Reattach})
 		return
 	}
+	peer := t.peerProgress()
 	for _, f := range slices.Clone(t.ctrl) {
-		if t.timedOut(f, 0, now) {
+		if t.timedOut(f, 0, now, peer) {
 			t.retry(f, ErrAckTimeout, 0, now)
 		}
 	}

@@ -134,10 +134,19 @@ func (e *Endpoint) update(c *Conn, now time.Time) {
 	t := c.t
 	e.accountSuspension(c, now)
 	c.blockSize.Store(int32(t.chunk()))
+	// Read and the closers are answered only once the tunnel's state is
+	// settled below: whoever a Read that returns EOF or a finished
+	// CloseWrite wakes finds Done closed if the tunnel is gone.
+	var (
+		read    *ioReq
+		readN   int
+		readErr error
+		answers []func() // the closers'
+	)
 	if r := c.reader; r != nil && t.readable() {
 		c.reader = nil
-		n, err := t.read(r.p)
-		r.complete(n, err)
+		read = r
+		readN, readErr = t.read(r.p)
 	}
 	if w := c.writer; w != nil {
 		c.writer = nil
@@ -145,21 +154,30 @@ func (e *Endpoint) update(c *Conn, now time.Time) {
 	}
 	if len(c.closers) > 0 {
 		c.closers = slices.DeleteFunc(c.closers, func(r *closeReq) bool {
+			var err error
 			switch {
 			case r.flush && t.err != nil:
-				r.complete(t.err)
+				err = t.err
 			case r.flush && t.flushed():
-				r.complete(nil)
 			case r.flush || !t.closeDone():
 				return false
 			case r.close:
-				r.complete(t.finishClose(now))
+				err = t.finishClose(now)
 			default:
-				r.complete(t.closeResult())
+				err = t.closeResult()
 			}
+			answers = append(answers, func() { r.complete(err) })
 			return true
 		})
 	}
+	defer func() {
+		if read != nil {
+			read.complete(readN, readErr)
+		}
+		for _, a := range answers {
+			a()
+		}
+	}()
 	if done, _ := t.established(); done {
 		closeOnce(c.estab)
 	}

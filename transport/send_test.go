@@ -469,6 +469,9 @@ func TestDoneAfterClosedAnswered(t *testing.T) {
 		require.NoError(t, e.HandleIQ(iq, h, &st))
 		require.True(t, h.sawClosed, "no closed answer: %s", h.out.String())
 		require.False(t, h.goneBeforeAnswer, "Done fired before the closed answer was written")
+		// The handler tells the loop once its answer is written and
+		// returns: the loop ends the tunnel then, on its own goroutine.
+		synctest.Wait()
 		select {
 		case <-c.Done():
 		default:

@@ -89,6 +89,12 @@ func (w *world) expect(term *cli.Term, substr string) string {
 	w.t.Helper()
 	line, err := term.Expect(w.ctx, substr)
 	if err != nil {
+		// What the other side printed says why this one waited.
+		for _, other := range w.terms {
+			if other != term {
+				w.t.Logf("meanwhile %s printed:\n%s", other.Name(), other.Output())
+			}
+		}
 		w.t.Fatal(err)
 	}
 	return line

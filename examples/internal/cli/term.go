@@ -164,6 +164,9 @@ func (t *Term) Lines() []string {
 	return append([]string(nil), t.lines...)
 }
 
+// Name returns the name the terminal was made with.
+func (t *Term) Name() string { return t.name }
+
 // Output returns every line the program has written so far, as one text.
 func (t *Term) Output() string {
 	lines := t.Lines()
